@@ -1,0 +1,58 @@
+"""One command line for `python -m ig_llm …` and `blender --background --command ig_llm …`.
+
+Each command lives in its own module, which exposes ``add_arguments(parser)`` and
+``main(args) -> int``. A module is imported only when its command runs, so `--help` is
+instant and nothing heavy (torch, bpy) loads for commands that do not need it.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command -> (module relative to this package, one-line help)
+COMMANDS = {
+    "demo": ("demo", "Turn the example image into a .blend scene with the shipped model"),
+    "build": ("scene.build_command", "Build a scene program into a .blend (optionally render it)"),
+    "generate": ("training.generate", "Render a CLEVR / CoGenT dataset with Cycles"),
+    "train": ("training.train", "Train an IG-LLM model (stage 1 vision tower, stage 2 program)"),
+    "train-default": ("training.train_default", "Reproduce the shipped default model from scratch"),
+    "predict": ("training.predict", "Predict scene programs for images (CLEVR scenes JSON out)"),
+    "evaluate": ("training.evaluate", "Score predictions against ground truth (paper metrics)"),
+    "bench": ("training.bench", "Benchmarks: `bench render`, `bench model`"),
+    "package": ("tools.package", "Build the installable extension zip with Blender's own tool"),
+}
+
+PROG = "ig_llm"
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    epilog = "commands:\n" + "\n".join(f"  {name:<14} {hlp}" for name, (_, hlp) in COMMANDS.items())
+    p = argparse.ArgumentParser(prog=PROG, description="IG-LLM for Blender: image -> editable 3D scene.",
+                                epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND", help="one of the commands below")
+    return p
+
+
+def command_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
+    module_name, hlp = COMMANDS[name]
+    module = importlib.import_module(f".{module_name}", __package__)
+    parser = argparse.ArgumentParser(prog=f"{PROG} {name}", description=hlp)
+    module.add_arguments(parser)
+    return parser, module
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        _top_parser().print_help()
+        return 0
+    if argv[0] not in COMMANDS:
+        _top_parser().parse_args(argv[:1])  # prints the usage error and exits 2
+    parser, module = command_parser(argv[0])
+    args = parser.parse_args(argv[1:])
+    try:
+        return int(module.main(args) or 0)
+    except KeyboardInterrupt:
+        print(f"{PROG} {argv[0]}: cancelled.", file=sys.stderr)
+        return 130

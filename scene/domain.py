@@ -1,0 +1,115 @@
+"""Scene vocabularies as data: shapes, sizes, materials, colours and CoGenT rules.
+
+A domain is a JSON file in ``scene/domains/``; a new vocabulary is a new file, not new
+code. Pure Python: no bpy, no torch.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+DOMAINS_DIR = Path(__file__).parent / "domains"
+ATTRIBUTES = ("shape", "color", "material", "size")  # the categorical fields of an object
+
+
+@dataclass(frozen=True)
+class Domain:
+    name: str
+    shapes: dict          # canonical name -> {"synonyms": [...], "rotation_symmetry_deg": int}
+    sizes: dict           # canonical name -> {"scale": float, "synonyms": [...]}
+    materials: dict
+    colors: dict          # canonical name -> {"rgb": [r, g, b] (0-255), "synonyms": [...]}
+    conditions: dict      # "A" -> {shape: [allowed colours]}; shapes not listed allow all
+    limits: dict = field(default_factory=dict)
+
+    # -- vocabulary -------------------------------------------------------------------
+    def values(self, attribute: str) -> tuple[str, ...]:
+        """Canonical values of one categorical attribute, in file order."""
+        return tuple(self._table(attribute))
+
+    def synonyms(self, attribute: str, value: str) -> tuple[str, ...]:
+        """All words that mean `value` (canonical first)."""
+        return (value, *self._table(attribute)[value].get("synonyms", ()))
+
+    def all_words(self, attribute: str) -> tuple[str, ...]:
+        return tuple(w for v in self.values(attribute) for w in self.synonyms(attribute, v))
+
+    def canonical(self, attribute: str, word: str) -> str:
+        """Map a word or synonym to its canonical value; KeyError if unknown."""
+        return self._synonym_map(attribute)[word.lower()]
+
+    def _synonym_map(self, attribute: str) -> dict:
+        return _synonym_maps(self)[attribute]
+
+    def _table(self, attribute: str) -> dict:
+        return {"shape": self.shapes, "size": self.sizes,
+                "material": self.materials, "color": self.colors}[attribute]
+
+    # -- geometry ---------------------------------------------------------------------
+    def scale(self, size: str) -> float:
+        return float(self.sizes[size]["scale"])
+
+    def rgb(self, color: str) -> tuple[float, float, float]:
+        """Colour as 0-1 floats, fed straight into the material's Color input (as CLEVR)."""
+        return tuple(c / 255.0 for c in self.colors[color]["rgb"])
+
+    def rotation_symmetry(self, shape: str) -> float:
+        """Yaw period in radians (cube: pi/2); 0 means the shape looks the same at any yaw."""
+        return math.radians(self.shapes[shape].get("rotation_symmetry_deg", 0))
+
+    def has_rotation(self, shape: str) -> bool:
+        return self.rotation_symmetry(shape) > 0
+
+    def fold_yaw(self, shape: str, yaw: float) -> float:
+        """The one yaw in [-period/2, period/2) that looks like `yaw`; 0 for symmetric shapes."""
+        period = self.rotation_symmetry(shape)
+        if period <= 0:
+            return 0.0
+        folded = (yaw + period / 2) % period - period / 2
+        return 0.0 if abs(folded) < 1e-12 else folded
+
+    # -- CoGenT -----------------------------------------------------------------------
+    def allowed_colors(self, shape: str, condition: str = "none") -> tuple[str, ...]:
+        if condition not in self.conditions:
+            raise KeyError(f"unknown condition {condition!r}; known: {', '.join(self.conditions)}")
+        rule = self.conditions[condition].get(shape)
+        return tuple(rule) if rule is not None else self.values("color")
+
+    @property
+    def max_objects(self) -> int:
+        return int(self.limits.get("max_objects", 10))
+
+    @property
+    def max_abs_coordinate(self) -> float:
+        return float(self.limits.get("max_abs_coordinate", 20.0))
+
+
+_MAPS: dict[int, dict] = {}
+
+
+def _synonym_maps(domain: Domain) -> dict:
+    key = id(domain)
+    if key not in _MAPS:
+        _MAPS[key] = {
+            attr: {w.lower(): v for v in domain.values(attr) for w in domain.synonyms(attr, v)}
+            for attr in ATTRIBUTES
+        }
+    return _MAPS[key]
+
+
+@lru_cache(maxsize=None)
+def load_domain(name_or_path: str = "clevr") -> Domain:
+    """Load a domain by name (a file in scene/domains/) or by path to a JSON file."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = DOMAINS_DIR / f"{name_or_path}.json"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in DOMAINS_DIR.glob("*.json")))
+        raise FileNotFoundError(f"Domain file {path} does not exist; known domains: {known}.")
+    data = json.loads(path.read_text())
+    return Domain(name=data["name"], shapes=data["shapes"], sizes=data["sizes"],
+                  materials=data["materials"], colors=data["colors"],
+                  conditions=data.get("conditions", {"none": {}}), limits=data.get("limits", {}))
