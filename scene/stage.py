@@ -1,0 +1,212 @@
+"""The CLEVR stage in Blender: camera, lamps, world, backdrop, and the render settings.
+
+Numbers come from scene/camera.py (pure Python, shared with the sampler and labels).
+Everything lives in one collection, "IG-LLM Stage". `setup_stage` is idempotent: called
+again (the dataset renderer calls it once per image with a new jitter) it only moves the
+existing camera and lamps, so it costs well under a millisecond.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import bpy
+from mathutils import Vector
+
+from .camera import CAMERA_LOCATION, CLIP, LAMPS, LENS_MM, SENSOR_MM, SUN, StageJitter
+
+STAGE_COLLECTION = "IG-LLM Stage"
+ORIGIN_NAME = "IG-LLM Origin"        # empty at (0, 0, 0) that camera and lamps track
+CAMERA_NAME = "IG-LLM Camera"
+SUN_NAME = "IG-LLM Sun"
+BACKDROP_NAME = "IG-LLM Backdrop"
+WORLD_NAME = "IG-LLM World"
+WORLD_GREY, WORLD_STRENGTH = 0.0509, 0.0   # CLEVR's world: contributes no light
+
+# Backdrop ("sweep"): a floor that curves up into a wall behind the objects, so no view
+# ray of a (jittered) CLEVR camera ever reaches a horizon. Built in a local frame whose
+# +Y is the camera's viewing direction on the ground, then turned to face the camera.
+SWEEP_HALF_WIDTH = 25.0              # local X: -25 .. 25          (50 units wide)
+SWEEP_FRONT, SWEEP_BEND = -25.0, 6.0 # local Y: flat floor from -25 up to the bend
+SWEEP_RADIUS, SWEEP_WALL = 10.0, 16.0  # quarter circle, then a vertical wall (≈63 units unrolled)
+SWEEP_ARC_SEGMENTS = 16
+
+
+def setup_stage(jitter: StageJitter | None = None, scene: bpy.types.Scene | None = None) -> bpy.types.Object:
+    """Build (first call) or update (later calls) the CLEVR stage; returns the camera object.
+
+    `jitter` offsets the camera and the three area lamps (CLEVR draws a new one per image);
+    None means the base scene. The camera becomes the scene's active camera."""
+    scene = scene or bpy.context.scene
+    jitter = jitter or StageJitter()
+    coll = _stage_collection(scene)
+    origin = _get_or_create(coll, ORIGIN_NAME, None)
+    origin.location = (0.0, 0.0, 0.0)
+
+    cam = bpy.data.objects.get(CAMERA_NAME)
+    if cam is None or cam.type != "CAMERA":
+        data = bpy.data.cameras.new(CAMERA_NAME)
+        data.lens, data.sensor_width, data.sensor_fit = LENS_MM, SENSOR_MM, "AUTO"
+        data.clip_start, data.clip_end = CLIP
+        cam = _get_or_create(coll, CAMERA_NAME, data)
+        _track(cam, origin)
+    cam.location = jitter.camera_location()
+    scene.camera = cam
+
+    for name, (_loc, size, color, power) in LAMPS.items():
+        obj_name = f"IG-LLM {name}"
+        lamp = bpy.data.objects.get(obj_name)
+        if lamp is None or lamp.type != "LIGHT":
+            data = bpy.data.lights.new(obj_name, type="AREA")
+            data.shape, data.size = "SQUARE", size
+            data.color, data.energy = color, power
+            lamp = _get_or_create(coll, obj_name, data)
+            _track(lamp, origin)
+        lamp.location = jitter.lamp_location(name)
+
+    sun = bpy.data.objects.get(SUN_NAME)
+    if sun is None or sun.type != "LIGHT":
+        data = bpy.data.lights.new(SUN_NAME, type="SUN")
+        data.energy = SUN["strength"]
+        sun = _get_or_create(coll, SUN_NAME, data)
+        sun.location = SUN["location"]
+        # CLEVR's sun has a fixed direction (not jittered, not tracking); -Z points along it
+        sun.rotation_mode = "QUATERNION"
+        sun.rotation_quaternion = Vector(SUN["direction"]).to_track_quat("-Z", "Y")
+
+    if bpy.data.objects.get(BACKDROP_NAME) is None:
+        _get_or_create(coll, BACKDROP_NAME, _sweep_mesh())
+    _world(scene)
+    return cam
+
+
+def _stage_collection(scene) -> bpy.types.Collection:
+    coll = bpy.data.collections.get(STAGE_COLLECTION)
+    if coll is None:
+        coll = bpy.data.collections.new(STAGE_COLLECTION)
+    if coll.name not in scene.collection.children:
+        scene.collection.children.link(coll)
+    return coll
+
+
+def _get_or_create(coll, name: str, data) -> bpy.types.Object:
+    obj = bpy.data.objects.get(name)
+    if obj is None:
+        obj = bpy.data.objects.new(name, data)
+    if obj.name not in coll.objects:
+        coll.objects.link(obj)
+    return obj
+
+
+def _track(obj, target) -> None:
+    """Track To the origin: -Z looks at the target, +Y stays up (as CLEVR's base scene)."""
+    con = obj.constraints.new("TRACK_TO")
+    con.target = target
+    con.track_axis, con.up_axis = "TRACK_NEGATIVE_Z", "UP_Y"
+
+
+def _world(scene) -> None:
+    world = bpy.data.worlds.get(WORLD_NAME) or bpy.data.worlds.new(WORLD_NAME)
+    world.color = (WORLD_GREY,) * 3
+    world.use_nodes = True
+    bg = world.node_tree.nodes.get("Background")
+    if bg is not None:
+        bg.inputs["Color"].default_value = (WORLD_GREY, WORLD_GREY, WORLD_GREY, 1.0)
+        bg.inputs["Strength"].default_value = WORLD_STRENGTH
+    scene.world = world
+
+
+def _sweep_mesh() -> bpy.types.Mesh:
+    """The backdrop: floor, quarter-circle bend, wall; no material (default grey diffuse)."""
+    profile = [(SWEEP_FRONT, 0.0)]   # (local y, z)
+    for k in range(SWEEP_ARC_SEGMENTS + 1):
+        a = k / SWEEP_ARC_SEGMENTS * math.pi / 2
+        profile.append((SWEEP_BEND + SWEEP_RADIUS * math.sin(a), SWEEP_RADIUS * (1 - math.cos(a))))
+    profile.append((SWEEP_BEND + SWEEP_RADIUS, SWEEP_RADIUS + SWEEP_WALL))
+    # turn local +Y to point away from the camera (its viewing direction on the ground)
+    fx, fy = -CAMERA_LOCATION[0], -CAMERA_LOCATION[1]
+    n = math.hypot(fx, fy)
+    fy_dir = (fx / n, fy / n)              # local +Y in world
+    fx_dir = (fy_dir[1], -fy_dir[0])       # local +X in world (right-handed with +Z up)
+    verts = []
+    for y, z in profile:
+        for x in (-SWEEP_HALF_WIDTH, SWEEP_HALF_WIDTH):
+            verts.append((x * fx_dir[0] + y * fy_dir[0], x * fx_dir[1] + y * fy_dir[1], z))
+    faces = [(2 * i, 2 * i + 1, 2 * i + 3, 2 * i + 2) for i in range(len(profile) - 1)]
+    mesh = bpy.data.meshes.new(BACKDROP_NAME)
+    mesh.from_pydata(verts, [], faces)
+    mesh.update()
+    # face the camera: flip if the first face's normal points down
+    if mesh.polygons[0].normal.z < 0:
+        mesh.flip_normals()
+    for p in mesh.polygons:
+        p.use_smooth = True
+    return mesh
+
+
+def configure_render(width: int, height: int, samples: int, *, denoise: bool = False,
+                     engine: str = "CYCLES", threads: int | None = None, max_bounces: int = 12,
+                     scene: bpy.types.Scene | None = None) -> bpy.types.Scene:
+    """Render settings that reproduce CLEVR's look, tuned for CPU speed. Returns the scene.
+
+    Matches CLEVR: Cycles, view transform Standard, Blackman-Harris 1.5 px filter, max
+    bounces 12 (default). Speed knobs (each changes noise, not the look):
+    - adaptive sampling (threshold 0.01): stops converged pixels early;
+    - light tree: samples the 4 lamps by importance;
+    - caustics off + filter glossy 1.0: no fireflies from metal-to-diffuse paths;
+    - persistent data: keeps the BVH and shaders between renders of the same file;
+    - `denoise`: OpenImageDenoise, off by default (it smears small objects at low samples).
+    """
+    scene = scene or bpy.context.scene
+    r = scene.render
+    r.engine = engine
+    r.resolution_x, r.resolution_y, r.resolution_percentage = int(width), int(height), 100
+    r.use_persistent_data = True
+    r.film_transparent = False
+    if threads:
+        r.threads_mode, r.threads = "FIXED", int(threads)
+    else:
+        r.threads_mode = "AUTO"
+    r.image_settings.file_format = "PNG"
+    r.image_settings.color_mode = "RGB"
+    r.image_settings.color_depth = "8"
+    r.image_settings.compression = 15
+    scene.view_settings.view_transform = "Standard"
+    scene.view_settings.look = "None"
+    scene.view_settings.exposure, scene.view_settings.gamma = 0.0, 1.0
+    if engine == "CYCLES":
+        c = scene.cycles
+        c.device = "CPU"
+        c.samples = int(samples)
+        c.use_adaptive_sampling = True
+        c.adaptive_threshold = 0.01
+        c.use_denoising = bool(denoise)
+        if denoise:
+            c.denoiser = "OPENIMAGEDENOISE"
+        c.pixel_filter_type = "BLACKMAN_HARRIS"
+        c.filter_width = 1.5
+        c.max_bounces = int(max_bounces)
+        c.use_light_tree = True
+        c.caustics_reflective = c.caustics_refractive = False
+        c.blur_glossy = 1.0
+        c.seed = 0
+    return scene
+
+
+def render_to(path: str | os.PathLike, scene: bpy.types.Scene | None = None) -> str:
+    """Render the scene's camera view to a PNG at `path`, atomically (temp file + rename)."""
+    scene = scene or bpy.context.scene
+    path = os.fspath(path)
+    tmp = f"{path}.tmp-{os.getpid()}.png"
+    old = scene.render.filepath
+    scene.render.filepath = tmp
+    try:
+        bpy.ops.render.render(write_still=True, scene=scene.name)
+        if not os.path.isfile(tmp):
+            raise RuntimeError(f"Blender did not write the render to {tmp}")
+        os.replace(tmp, path)
+    finally:
+        scene.render.filepath = old
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
