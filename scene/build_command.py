@@ -1,0 +1,115 @@
+"""`python -m ig_llm build PROGRAM.txt --out scene.blend [--render out.png] …`
+
+Reads a scene program, builds it on the CLEVR stage in an empty Blender file, saves the
+.blend and optionally renders it. Bad input ends with exit code 2 and one sentence on
+stderr; nothing is written then (files are written to a temp name and renamed).
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+MAX_SIDE, MAX_SAMPLES = 8192, 4096
+
+
+class _UserError(Exception):
+    """A problem with the command's input; its message is the one sentence shown."""
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("program", help="scene program text file (one add(...) per line)")
+    parser.add_argument("--out", required=True, help="the .blend file to write")
+    parser.add_argument("--render", metavar="PNG", help="also render the camera view to this PNG")
+    parser.add_argument("--size", default="480x320", metavar="WxH", help="render size (default 480x320, CLEVR's)")
+    parser.add_argument("--samples", type=int, default=64, help="Cycles samples for --render (default 64)")
+    parser.add_argument("--no-stage", action="store_true",
+                        help="objects only: no camera, lamps or backdrop (cannot be combined with --render)")
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text or "")
+    if not m:
+        raise _UserError(f"--size {text!r} is not WIDTHxHEIGHT; use e.g. --size 480x320.")
+    w, h = int(m.group(1)), int(m.group(2))
+    if not (16 <= w <= MAX_SIDE and 16 <= h <= MAX_SIDE):
+        raise _UserError(f"--size {w}x{h} is out of range; each side must be 16 to {MAX_SIDE} pixels.")
+    return w, h
+
+
+def _check_output(path: str, flag: str, suffix: str) -> Path:
+    p = Path(path).expanduser().resolve()
+    if p.suffix.lower() != suffix:
+        raise _UserError(f"{flag} {path} must end in {suffix}; give a file name like scene{suffix}.")
+    if not p.parent.is_dir():
+        raise _UserError(f"The folder {p.parent} for {flag} does not exist; create it or pick another path.")
+    if p.is_dir():
+        raise _UserError(f"{flag} {p} is a folder; give a file name ending in {suffix}.")
+    return p
+
+
+def _read_program(path: str):
+    from .program import ProgramError, parse
+
+    p = Path(path)
+    if not p.is_file():
+        raise _UserError(f"Program file {path} does not exist; give the path of a text file with add(...) lines.")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise _UserError(f"Cannot read program file {path} as UTF-8 text ({err.__class__.__name__}); "
+                         f"save it as plain text.") from None
+    try:
+        scene = parse(text)
+    except ProgramError as err:
+        raise _UserError(f"{path}: {str(err).rstrip('.')}; fix that line and run again.") from None
+    if not scene.objects:
+        raise _UserError(f"Program file {path} has no add(...) lines; write one line per object.")
+    return scene
+
+
+def run(args) -> None:
+    """The command without its error handling; raises _UserError on bad input."""
+    width, height = _parse_size(args.size)
+    if not (1 <= args.samples <= MAX_SAMPLES):
+        raise _UserError(f"--samples {args.samples} is out of range; use 1 to {MAX_SAMPLES}.")
+    if args.no_stage and args.render:
+        raise _UserError("--render needs the camera and lamps, so it cannot be combined with --no-stage; drop one.")
+    out = _check_output(args.out, "--out", ".blend")
+    render = _check_output(args.render, "--render", ".png") if args.render else None
+    scene = _read_program(args.program)       # parsed and checked before Blender is touched
+
+    import bpy
+    from .builder import build_scene
+    from .program import ProgramError
+    from .stage import configure_render, render_to, setup_stage
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    try:
+        build_scene(scene)
+    except ProgramError as err:
+        raise _UserError(f"{args.program}: {str(err).rstrip('.')}; fix the program and run again.") from None
+    if not args.no_stage:
+        setup_stage()
+        configure_render(width, height, args.samples)
+    if render is not None:
+        render_to(render)
+        print(f"Rendered {render}")
+    tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}.blend")
+    try:
+        bpy.ops.wm.save_as_mainfile(filepath=str(tmp), copy=True, compress=True)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    print(f"Wrote {out} ({len(scene.objects)} objects)")
+
+
+def main(args) -> int:
+    try:
+        run(args)
+    except _UserError as err:
+        print(f"ig_llm build: {err}", file=sys.stderr)
+        return 2
+    return 0
