@@ -1,0 +1,64 @@
+"""Add-on preferences: model folder, device, CPU threads, and the model-runtime installer."""
+from __future__ import annotations
+
+import bpy
+from bpy.props import EnumProperty, IntProperty, StringProperty
+
+from ..operators.deps import RUNTIME_REQUIREMENTS
+from ..operators.task import SHIPPED_MODEL_DIR, missing_runtime_modules
+from .common import ROOT_PACKAGE
+
+
+class IGLLM_AddonPreferences(bpy.types.AddonPreferences):
+    bl_idname = ROOT_PACKAGE
+
+    model_dir: StringProperty(
+        name="Model Folder", subtype="DIR_PATH", default="",
+        description="A trained IG-LLM checkpoint folder; empty = the model shipped with the extension")
+    device: EnumProperty(
+        name="Device", default="auto",
+        items=(("auto", "Auto", "CUDA or Apple MPS when available, else the CPU"),
+               ("cpu", "CPU", "Always the CPU"),
+               ("cuda", "CUDA", "An NVIDIA GPU"),
+               ("mps", "MPS", "Apple Silicon GPU")))
+    threads: IntProperty(name="CPU Threads", default=0, min=0, max=256,
+                         description="Threads for CPU inference; 0 = PyTorch's default")
+
+    def draw(self, context):
+        layout = self.layout
+        col = layout.column()
+        col.prop(self, "model_dir")
+        if not self.model_dir:
+            col.label(text=f"Using the shipped model: {SHIPPED_MODEL_DIR}", icon="INFO")
+        row = col.row()
+        row.prop(self, "device")
+        row.prop(self, "threads")
+
+        box = layout.box()
+        box.label(text="Model Runtime (PyTorch and friends)")
+        job = context.window_manager.ig_llm_job
+        missing = missing_runtime_modules()
+        if job.install_running:
+            box.progress(factor=job.install_progress, type="BAR", text=job.install_status or "Installing…")
+            box.operator("ig_llm.cancel_job", text="Cancel", icon="CANCEL")
+            return
+        if missing:
+            box.label(text="Missing: " + ", ".join(missing), icon="ERROR")
+            box.label(text="Installs " + ", ".join(r.split("=")[0] for r in RUNTIME_REQUIREMENTS)
+                      + " into this extension's user folder (about 1 GB).")
+        else:
+            box.label(text="Installed", icon="CHECKMARK")
+        if job.install_status:
+            box.label(text=job.install_status)
+        box.operator("ig_llm.install_runtime", icon="IMPORT")
+
+
+def get_preferences(context=None):
+    """The add-on preferences, or None when the package is registered without Blender's
+    add-on system (tests that call register() directly)."""
+    context = context or bpy.context
+    addon = context.preferences.addons.get(ROOT_PACKAGE)
+    return addon.preferences if addon is not None else None
+
+
+classes = (IGLLM_AddonPreferences,)

@@ -1,0 +1,52 @@
+"""Property groups: what the sidebar panel edits (per scene, saved in the .blend) and
+the live job state (per window manager, never saved)."""
+from __future__ import annotations
+
+import bpy
+from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
+                       StringProperty)
+
+
+class IGLLM_SceneSettings(bpy.types.PropertyGroup):
+    source: EnumProperty(
+        name="Source", default="FILE",
+        items=(("FILE", "File", "An image file on disk"),
+               ("IMAGE", "Image", "An image already in this .blend file")))
+    filepath: StringProperty(name="Image File", subtype="FILE_PATH",
+                             description="The reference image to turn into a scene")
+    image: PointerProperty(name="Image", type=bpy.types.Image,
+                           description="An image datablock of this .blend file")
+    replace: BoolProperty(name="Replace Previous", default=False,
+                          description="Remove the scenes IG-LLM built before in this scene")
+    add_stage: BoolProperty(name="Camera and Lights", default=True,
+                            description="Add (or update) the matching CLEVR camera, lamps and backdrop")
+    set_background: BoolProperty(name="Image as Camera Background", default=True,
+                                 description="Show the reference image behind the camera view")
+    program: PointerProperty(name="Program", type=bpy.types.Text,
+                             description="The scene program (edit it, then Rebuild)")
+    result_objects: IntProperty(name="Objects", default=-1)
+    result_seconds: FloatProperty(name="Time", default=0.0, unit="TIME_ABSOLUTE")
+    result_collection: StringProperty(name="Collection")
+
+
+class IGLLM_JobState(bpy.types.PropertyGroup):
+    """Mirrors the running job for drawing (the Job object itself lives in Python)."""
+    running: BoolProperty(default=False)
+    progress: FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR")
+    status: StringProperty(default="")
+    install_running: BoolProperty(default=False)
+    install_progress: FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR")
+    install_status: StringProperty(default="")
+
+
+classes = (IGLLM_SceneSettings, IGLLM_JobState)
+
+
+def register_properties() -> None:
+    bpy.types.Scene.ig_llm = PointerProperty(type=IGLLM_SceneSettings)
+    bpy.types.WindowManager.ig_llm_job = PointerProperty(type=IGLLM_JobState)
+
+
+def unregister_properties() -> None:
+    del bpy.types.WindowManager.ig_llm_job
+    del bpy.types.Scene.ig_llm
