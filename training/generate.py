@@ -1,0 +1,321 @@
+"""`ig_llm generate`: render a CLEVR / CoGenT dataset with Cycles, in parallel, resumably.
+
+Layout of ``--out DIR``::
+
+    DIR/manifest.json                      settings; --resume refuses a mismatch
+    DIR/images/CLEVR_{split}_{i:06d}.png
+    DIR/labels/CLEVR_{split}_{i:06d}.json  CLEVR scene record + program, jitter, ...
+    DIR/scenes.json                        all labels merged: {"info": ..., "scenes": [...]}
+    DIR/logs/worker-{k}.log                Blender's output of each worker process
+
+A sample is complete iff its label exists. The PNG is written first and the label last,
+each through a temporary file and ``os.replace``, so a run killed at any moment leaves
+only complete samples (plus at most a PNG without a label, which the next run rewrites)
+and ``--resume`` renders exactly the missing ones. Image ``i`` is a pure function of
+(split, seed, i), so any split into shards, workers or resumed runs gives the same data.
+
+``--workers K`` starts K worker processes (``python -m ig_llm generate ... --worker``,
+or ``blender --background --command ig_llm generate ...`` under Blender); each keeps one
+Blender scene alive and renders its shard with ``cores // K`` Cycles threads.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .sampler import image_name, shard_indices
+
+# Default training setting, chosen by measurement on a 2-core machine (docs/dataset.md):
+# CLEVR's 3:2 aspect at 2/5 scale, few samples, no denoiser.
+DEFAULT_SIZE = "192x128"
+DEFAULT_SAMPLES = 16
+DEFAULT_WORKERS = 2
+BLENDER_COMMAND_ID = "ig_llm"       # `blender --command ig_llm generate ...`
+MANIFEST_KEYS = ("condition", "count", "width", "height", "samples", "seed", "split", "domain", "min_pixels")
+STALE_TMP_S = 600                   # temp files older than this are left-overs of a killed run
+
+
+class GenerateError(RuntimeError):
+    """A user-fixable problem; main() prints it as one sentence."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--condition", choices=("A", "B", "none"), default="A",
+                        help="CoGenT colour rule: A, B, or none (plain CLEVR); default A")
+    parser.add_argument("--count", type=int, required=True, help="number of images in the dataset")
+    parser.add_argument("--size", default=DEFAULT_SIZE, help=f"WxH in pixels (default {DEFAULT_SIZE}; CLEVR: 480x320)")
+    parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
+                        help=f"Cycles samples per pixel (default {DEFAULT_SAMPLES}; CLEVR: 512)")
+    parser.add_argument("--out", required=True, help="output folder (new or empty, or --resume)")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+                        help=f"parallel Blender processes (default {DEFAULT_WORKERS})")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="Cycles threads per worker (default: CPU cores // workers)")
+    parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    parser.add_argument("--split", default=None,
+                        help="split name in file names and labels (default: trainA / trainB / train)")
+    parser.add_argument("--shard", default="0/1",
+                        help="i/n: render only images i, i+n, i+2n, ... (cluster job arrays)")
+    parser.add_argument("--resume", action="store_true", help="continue a run in a non-empty --out")
+    parser.add_argument("--min-pixels", type=int, default=None,
+                        help="visible pixels each object needs (default 200 at 480x320, scaled by area)")
+    parser.add_argument("--domain", default="clevr", help="scene domain (default clevr)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # internal
+
+
+# ---------------------------------------------------------------------------------------
+# settings and the output folder
+# ---------------------------------------------------------------------------------------
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise GenerateError(f"--size {text!r} is not WxH; write it like 192x128.") from None
+    if not (8 <= w <= 8192 and 8 <= h <= 8192):
+        raise GenerateError(f"--size {text} is out of range; use 8..8192 pixels per side.")
+    return w, h
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise GenerateError(f"--shard {text!r} is not i/n; write it like 0/4.") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise GenerateError(f"--shard {text} is invalid; use i/n with 0 <= i < n.")
+    return i, n
+
+
+def default_split(condition: str) -> str:
+    return "train" if condition == "none" else f"train{condition}"
+
+
+def settings_from_args(args) -> dict:
+    """The manifest: every setting that changes the dataset's content."""
+    from .render import default_min_pixels
+    if args.count < 1:
+        raise GenerateError(f"--count {args.count} must be at least 1.")
+    if args.samples < 1:
+        raise GenerateError(f"--samples {args.samples} must be at least 1.")
+    w, h = parse_size(args.size)
+    split = args.split or default_split(args.condition)
+    if not split.replace("-", "").replace("_", "").isalnum():
+        raise GenerateError(f"--split {split!r} may only contain letters, digits, '-' and '_'.")
+    return {"condition": args.condition, "count": args.count, "width": w, "height": h,
+            "samples": args.samples, "seed": args.seed, "split": split, "domain": args.domain,
+            "min_pixels": args.min_pixels if args.min_pixels is not None else default_min_pixels(w, h)}
+
+
+def write_json_atomic(path: Path, data) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def prepare_out(out: Path, settings: dict, resume: bool) -> None:
+    """Create the folder layout, or check that --resume continues the same dataset."""
+    manifest_path = out / "manifest.json"
+    if out.exists() and not out.is_dir():
+        raise GenerateError(f"--out {out} is a file; give a folder.")
+    non_empty = out.is_dir() and any(out.iterdir())
+    if non_empty and not resume:
+        raise GenerateError(f"{out} is not empty; add --resume to continue that run, or choose a new --out folder.")
+    if non_empty:
+        if not manifest_path.is_file():
+            raise GenerateError(f"{out} has files but no manifest.json, so it is not a dataset from "
+                                f"`ig_llm generate`; choose a new --out folder.")
+        try:
+            old = json.loads(manifest_path.read_text())
+        except (OSError, ValueError):
+            raise GenerateError(f"{manifest_path} is unreadable; delete the folder or choose a new --out.") from None
+        diff = [f"{k}={old.get(k)!r} there but {settings[k]!r} now" for k in MANIFEST_KEYS if old.get(k) != settings[k]]
+        if diff:
+            raise GenerateError(f"{out} holds a different dataset ({'; '.join(diff)}); rerun with the same "
+                                f"settings to resume it, or choose a new --out folder.")
+    for sub in ("images", "labels", "logs"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    if not manifest_path.is_file():
+        write_json_atomic(manifest_path, {**settings, "generator": "ig_llm generate", "version": 1})
+    _remove_stale_temps(out)
+
+
+def _remove_stale_temps(out: Path) -> None:
+    """Temp files of killed runs (a live worker's are young; leave those alone)."""
+    now = time.time()
+    for sub in ("images", "labels"):
+        for p in (out / sub).glob(".*.tmp-*"):
+            try:
+                if now - p.stat().st_mtime > STALE_TMP_S:
+                    p.unlink()
+            except OSError:
+                pass
+
+
+def missing_indices(out: Path, settings: dict, indices) -> list[int]:
+    labels = out / "labels"
+    return [i for i in indices if not (labels / image_name(settings["split"], i, "json")).exists()]
+
+
+def write_scenes_json(out: Path, settings: dict) -> int:
+    """Merge every complete label into DIR/scenes.json (atomic); returns how many."""
+    scenes = []
+    for i in range(settings["count"]):
+        p = out / "labels" / image_name(settings["split"], i, "json")
+        try:
+            scenes.append(json.loads(p.read_text()))
+        except FileNotFoundError:
+            continue
+    info = {"split": settings["split"], "condition": settings["condition"], "seed": settings["seed"],
+            "count": settings["count"], "complete": len(scenes), "width": settings["width"],
+            "height": settings["height"], "samples": settings["samples"], "generator": "ig_llm generate",
+            "rotation_units": "radians, as applied in Blender"}
+    write_json_atomic(out / "scenes.json", {"info": info, "scenes": scenes})
+    return len(scenes)
+
+
+# ---------------------------------------------------------------------------------------
+# rendering (in this process)
+# ---------------------------------------------------------------------------------------
+def render_indices(out: Path, settings: dict, indices: list[int], threads: int | None,
+                   on_done=None, stop_if_orphaned: bool = False) -> None:
+    """Render `indices` in this process (imports bpy). `on_done(i)` after each sample."""
+    from .render import Renderer
+    from ..scene.domain import load_domain
+
+    renderer = Renderer(settings["width"], settings["height"], settings["samples"],
+                        domain=load_domain(settings["domain"]), condition=settings["condition"],
+                        seed=settings["seed"], split=settings["split"], threads=threads,
+                        min_pixels=settings["min_pixels"])
+    parent = os.getppid()
+    try:
+        for i in indices:
+            if stop_if_orphaned and os.getppid() != parent:
+                return  # the controlling process died: don't race a resumed run
+            png = out / "images" / image_name(settings["split"], i, "png")
+            label = renderer.render_index(i, str(png))    # the PNG lands atomically first
+            write_json_atomic(out / "labels" / image_name(settings["split"], i, "json"), label)
+            if on_done:
+                on_done(i)
+    finally:
+        renderer.close()
+
+
+# ---------------------------------------------------------------------------------------
+# worker processes
+# ---------------------------------------------------------------------------------------
+def _worker_argv(args, settings: dict, shard: int, num_shards: int, threads: int) -> list[str]:
+    opts = ["generate", "--worker", "--no-progress", "--resume", "--out", str(args.out),
+            "--condition", settings["condition"], "--count", str(settings["count"]),
+            "--size", f"{settings['width']}x{settings['height']}", "--samples", str(settings["samples"]),
+            "--seed", str(settings["seed"]), "--split", settings["split"], "--domain", settings["domain"],
+            "--min-pixels", str(settings["min_pixels"]), "--shard", f"{shard}/{num_shards}",
+            "--threads", str(threads), "--workers", "1"]
+    bpy = sys.modules.get("bpy")
+    binary = getattr(getattr(bpy, "app", None), "binary_path", "") if bpy else ""
+    if binary:   # running inside the Blender application: workers are Blender too
+        return [binary, "--background", "--command", BLENDER_COMMAND_ID, *opts]
+    root = __package__.rsplit(".", 1)[0]          # "ig_llm"
+    return [sys.executable, "-m", root, *opts]
+
+
+def run_workers(args, out: Path, settings: dict, shard: int, num_shards: int, todo: list[int],
+                progress) -> None:
+    """Start args.workers processes on sub-shards of (shard, num_shards); poll the labels."""
+    k = args.workers
+    threads = args.threads or max(1, (os.cpu_count() or 1) // k)
+    procs = []
+    for j in range(k):
+        # sub-shard j of this shard: indices shard + num_shards*j, ... step num_shards*k
+        sub, n = shard + num_shards * j, num_shards * k
+        log = open(out / "logs" / f"worker-{sub}-of-{n}.log", "ab")
+        procs.append((subprocess.Popen(_worker_argv(args, settings, sub, n, threads),
+                                       stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL),
+                      log, sub, n))
+    pending = set(todo)
+    labels = out / "labels"
+    try:
+        while True:
+            done = [i for i in pending if (labels / image_name(settings["split"], i, "json")).exists()]
+            for i in done:
+                pending.discard(i)
+            if done and progress:
+                progress.update(len(done))
+            codes = [p.poll() for p, *_ in procs]
+            failed = [(p, sub, n) for (p, _, sub, n), c in zip(procs, codes) if c not in (None, 0)]
+            if failed:
+                p, sub, n = failed[0]
+                raise GenerateError(f"worker {sub}/{n} stopped with exit code {p.returncode}; see "
+                                    f"{out / 'logs' / f'worker-{sub}-of-{n}.log'}, then rerun with --resume.")
+            if all(c == 0 for c in codes):
+                break
+            time.sleep(0.25)
+    finally:
+        for p, log, *_ in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p, log, *_ in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+            log.close()
+
+
+# ---------------------------------------------------------------------------------------
+# command
+# ---------------------------------------------------------------------------------------
+def main(args) -> int:
+    try:
+        return _main(args)
+    except GenerateError as err:
+        print(f"ig_llm generate: {err}", file=sys.stderr)
+        return 2
+
+
+def _main(args) -> int:
+    settings = settings_from_args(args)
+    shard, num_shards = parse_shard(args.shard)
+    if args.workers < 1:
+        raise GenerateError(f"--workers {args.workers} must be at least 1.")
+    out = Path(args.out)
+    if args.worker:     # a child of run_workers: the parent prepared the folder
+        todo = missing_indices(out, settings, shard_indices(settings["count"], shard, num_shards))
+        render_indices(out, settings, todo, args.threads, stop_if_orphaned=True)
+        return 0
+
+    from ..scene.domain import load_domain
+    try:
+        domain = load_domain(settings["domain"])
+        domain.allowed_colors("cube", settings["condition"])
+    except (FileNotFoundError, KeyError) as err:
+        raise GenerateError(str(err).strip("'\"")) from None
+    prepare_out(out, settings, args.resume)
+    mine = shard_indices(settings["count"], shard, num_shards)
+    todo = missing_indices(out, settings, mine)
+    progress = None
+    if not args.no_progress:
+        from tqdm import tqdm
+        progress = tqdm(total=len(mine), initial=len(mine) - len(todo), unit="img",
+                        desc=f"generate {settings['split']}", dynamic_ncols=True, smoothing=0.1)
+    t0 = time.time()
+    try:
+        if todo and args.workers == 1:
+            render_indices(out, settings, todo, args.threads or os.cpu_count() or 1,
+                           on_done=(lambda i: progress.update(1)) if progress else None)
+        elif todo:
+            run_workers(args, out, settings, shard, num_shards, todo, progress)
+    finally:
+        if progress:
+            progress.close()
+    n = write_scenes_json(out, settings)
+    dt = time.time() - t0
+    rate = f" ({len(todo) / dt:.2f} images/s)" if todo and dt > 0 else ""
+    print(f"ig_llm generate: {len(todo)} rendered{rate}; {n}/{settings['count']} complete in {out}.",
+          file=sys.stderr)
+    return 0
