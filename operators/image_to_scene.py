@@ -218,7 +218,7 @@ def _image_pixels(img):
     return buf.reshape(height, width, 4)[::-1].copy()
 
 
-class IGLLM_OT_cancel_job(bpy.types.Operator):
+class IG_LLM_OT_cancel_job(bpy.types.Operator):
     """Stop the running IG-LLM job; the scene stays as it was"""
     bl_idname = "ig_llm.cancel_job"
     bl_label = "Cancel"
@@ -235,7 +235,7 @@ class IGLLM_OT_cancel_job(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class IGLLM_OT_rebuild(bpy.types.Operator):
+class IG_LLM_OT_rebuild(bpy.types.Operator):
     """Rebuild the scene from the (edited) program text"""
     bl_idname = "ig_llm.rebuild"
     bl_label = "Rebuild from Program"
@@ -276,5 +276,5 @@ def menu_import(self, context):
     self.layout.operator(IMPORT_SCENE_OT_image_to_scene.bl_idname, text="Image to Scene (IG-LLM)")
 
 
-classes = (IMPORT_SCENE_OT_image_to_scene, IGLLM_OT_cancel_job, IGLLM_OT_rebuild,
+classes = (IMPORT_SCENE_OT_image_to_scene, IG_LLM_OT_cancel_job, IG_LLM_OT_rebuild,
            IMPORT_SCENE_FH_image_to_scene)

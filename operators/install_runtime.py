@@ -17,7 +17,7 @@ def user_site_packages(create: bool = False) -> str | None:
         return None
 
 
-class IGLLM_OT_install_runtime(bpy.types.Operator):
+class IG_LLM_OT_install_runtime(bpy.types.Operator):
     """Download and install PyTorch and the model runtime into this extension's user folder"""
     bl_idname = "ig_llm.install_runtime"
     bl_label = "Install Model Runtime"
@@ -86,4 +86,4 @@ class IGLLM_OT_install_runtime(bpy.types.Operator):
         return {"CANCELLED"}
 
 
-classes = (IGLLM_OT_install_runtime,)
+classes = (IG_LLM_OT_install_runtime,)

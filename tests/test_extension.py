@@ -1,0 +1,328 @@
+"""The Blender extension in-process (bpy module): registration, errors, apply, rebuild,
+runtime installer, packaging. Every error test checks that the scene is unchanged."""
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+import ig_llm  # noqa: E402
+from ig_llm.jobs import Job, JobState  # noqa: E402
+from ig_llm.operators import deps, task  # noqa: E402
+
+ROOT = Path(ig_llm.__file__).resolve().parent
+PY = sys.executable
+
+
+@pytest.fixture(scope="module", autouse=True)
+def registered():
+    ig_llm.register()
+    yield
+    ig_llm.unregister()
+
+
+@pytest.fixture(autouse=True)
+def empty_scene():
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+def snapshot():
+    """Everything an import could change, by name."""
+    d = bpy.data
+    return {
+        kind: sorted(x.name for x in getattr(d, kind))
+        for kind in ("objects", "collections", "meshes", "materials", "texts", "images",
+                     "cameras", "lights", "worlds")
+    } | {"camera": bpy.context.scene.camera and bpy.context.scene.camera.name}
+
+
+@pytest.fixture
+def fake_model(tmp_path):
+    """A folder that passes the cheap checks (the image checks run before loading it)."""
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "config.json").write_text("{}")
+    (d / "model.safetensors").write_bytes(b"not a checkpoint")
+    return d
+
+
+def _run_import(**kw):
+    with pytest.raises(RuntimeError) as exc:
+        bpy.ops.import_scene.image_to_scene(**kw)
+    return str(exc.value)
+
+
+# -- registration ------------------------------------------------------------------------
+def test_register_unregister_twice_in_a_fresh_process_without_importing_torch():
+    code = ("import sys, bpy, ig_llm\n"
+            "for _ in range(2):\n"
+            "    ig_llm.register()\n"
+            "    assert hasattr(bpy.types, 'IMPORT_SCENE_OT_image_to_scene')\n"
+            "    assert hasattr(bpy.types, 'VIEW3D_PT_ig_llm')\n"
+            "    ig_llm.unregister()\n"
+            "    assert not hasattr(bpy.types, 'IMPORT_SCENE_OT_image_to_scene')\n"
+            "assert 'torch' not in sys.modules, 'torch imported at registration'\n"
+            "print('OK')\n")
+    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-2000:]
+
+
+def test_operator_menu_panel_filehandler_and_cli_are_registered():
+    for name in ("IMPORT_SCENE_OT_image_to_scene", "IG_LLM_OT_cancel_job", "IG_LLM_OT_rebuild",
+                 "IG_LLM_OT_install_runtime", "VIEW3D_PT_ig_llm", "VIEW3D_PT_ig_llm_program",
+                 "IMPORT_SCENE_FH_image_to_scene"):
+        assert hasattr(bpy.types, name), name
+    assert ig_llm._state["cli"] is not None
+    fh = bpy.types.IMPORT_SCENE_FH_image_to_scene
+    assert fh.bl_import_operator == "import_scene.image_to_scene" and ".png" in fh.bl_file_extensions
+
+
+def test_cli_command_runs_the_shared_parser(capsys):
+    assert ig_llm._cli(["--help"]) == 0
+    assert "package" in capsys.readouterr().out
+
+
+# -- errors leave the scene unchanged ------------------------------------------------------
+def test_torch_missing_gives_one_install_sentence(tmp_path):
+    """A real Python where torch cannot be imported (hidden by a meta-path finder)."""
+    code = f"""
+import sys, importlib.abc
+class Hide(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == 'torch' or name.startswith('torch.'):
+            raise ModuleNotFoundError(name)
+sys.meta_path.insert(0, Hide())
+import bpy, ig_llm
+ig_llm.register()
+before = sorted(o.name for o in bpy.data.objects)
+try:
+    bpy.ops.import_scene.image_to_scene(filepath={str(tmp_path / 'x.png')!r})
+except RuntimeError as e:
+    print('MSG', e)
+assert sorted(o.name for o in bpy.data.objects) == before
+"""
+    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "MSG" in out.stdout, out.stderr[-2000:]
+    msg = out.stdout.split("MSG", 1)[1]
+    assert "torch missing" in msg and "Install Model Runtime" in msg
+
+
+def test_model_dir_missing(tmp_path):
+    img = tmp_path / "a.png"
+    _png(img)
+    before = snapshot()
+    msg = _run_import(filepath=str(img), model_dir=str(tmp_path / "nope"))
+    assert "Model folder not found" in msg
+    assert snapshot() == before
+
+
+def test_model_dir_not_a_checkpoint(tmp_path):
+    img = tmp_path / "a.png"
+    _png(img)
+    before = snapshot()
+    msg = _run_import(filepath=str(img), model_dir=str(tmp_path))
+    assert "is not an IG-LLM checkpoint" in msg and "config.json" in msg
+    assert snapshot() == before
+
+
+def _png(path, size=(32, 24)):
+    from PIL import Image
+
+    Image.new("RGB", size, (120, 130, 140)).save(path)
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing", "Image not found"),
+    ("empty", "is empty (0 bytes)"),
+    ("unreadable", "Cannot read the image"),
+    ("truncated", "Cannot read the image"),
+    ("enormous", "is too large"),
+])
+def test_bad_images(tmp_path, fake_model, case, expected):
+    img = tmp_path / "bad.png"
+    if case == "empty":
+        img.write_bytes(b"")
+    elif case == "unreadable":
+        img.write_bytes(b"this is not an image at all" * 10)
+    elif case == "truncated":
+        _png(img, (64, 64))
+        img.write_bytes(img.read_bytes()[:60])
+    elif case == "enormous":
+        _png(img, (task.MAX_SIDE + 1, 2))
+    before = snapshot()
+    msg = _run_import(filepath=str(img), model_dir=str(fake_model))
+    assert expected in msg, msg
+    assert snapshot() == before
+    assert img.exists() == (case != "missing")
+
+
+def test_image_datablock_without_pixels(fake_model, tmp_path):
+    path = tmp_path / "gone.png"
+    _png(path)
+    img = bpy.data.images.load(str(path))
+    path.unlink()  # the file behind the datablock disappeared
+    img.reload()
+    before = snapshot()
+    msg = _run_import(image_name=img.name, model_dir=str(fake_model))
+    assert "has no pixels" in msg
+    assert snapshot() == before
+
+
+def test_load_image_accepts_datablock_pixels():
+    import numpy as np
+
+    arr = np.zeros((4, 6, 4), np.float32)
+    arr[0, :, 0] = 1.0  # top row red
+    im = task.load_image(arr)
+    assert im.size == (6, 4) and im.getpixel((0, 0)) == (255, 0, 0) and im.getpixel((0, 3)) == (0, 0, 0)
+
+
+# -- apply / rebuild (main thread) --------------------------------------------------------
+PROGRAM = ("add(shape='cube', color='red', material='metal', size='large', loc=(-1.000, +2.000, +0.700), rotation=+0.300)\n"
+           "add(shape='sphere', color='blue', material='rubber', size='small', loc=(+2.000, -1.000, +0.350))\n")
+
+
+def test_apply_result_makes_one_collection_text_stage_and_background(tmp_path):
+    from ig_llm.operators import apply
+    from ig_llm.scene.program import parse
+
+    img_path = tmp_path / "CLEVR_x.png"
+    _png(img_path)
+    bg = apply.load_image_datablock(str(img_path))
+    col = apply.apply_result(bpy.context.scene, parse(PROGRAM), PROGRAM, name="CLEVR_x",
+                             source=str(img_path), add_stage=True, background_image=bg)
+    assert col.name == "CLEVR_x" and len(col.objects) == 2
+    assert all(o.type == "MESH" and o.active_material.use_nodes for o in col.objects)
+    assert {o["ig_llm_shape"] for o in col.objects} == {"cube", "sphere"}
+    text = col["ig_llm_text"]
+    assert text.as_string() == PROGRAM and bpy.context.scene.ig_llm.program == text
+    cam = bpy.context.scene.camera
+    assert cam is not None and cam.data.background_images[0].image == bg
+
+    # replace: a second import removes the first collection (not the stage)
+    col2 = apply.apply_result(bpy.context.scene, parse(PROGRAM), PROGRAM, name="CLEVR_x",
+                              source=str(img_path), replace=True, add_stage=False)
+    assert [c.name for c in apply.result_collections(bpy.context.scene)] == [col2.name]
+    assert bpy.context.scene.camera == cam
+
+
+def test_rebuild_from_edited_text_and_bad_edit_changes_nothing():
+    from ig_llm.operators import apply
+    from ig_llm.scene.program import parse
+
+    col = apply.apply_result(bpy.context.scene, parse(PROGRAM), PROGRAM, name="img",
+                             source="img.png", add_stage=False)
+    text = col["ig_llm_text"]
+    text.clear()
+    text.write(PROGRAM.splitlines()[0] + "\n")  # the user deletes the sphere
+    assert bpy.ops.ig_llm.rebuild() == {"FINISHED"}
+    cols = apply.result_collections(bpy.context.scene)
+    assert [c.name for c in cols] == ["img"] and len(cols[0].objects) == 1
+
+    text.write("add(shape='pyramid')\n")  # a typo: nothing may change
+    before = snapshot()
+    with pytest.raises(RuntimeError, match="Malformed scene program"):
+        bpy.ops.ig_llm.rebuild()
+    assert snapshot() == before
+
+
+def test_cancelled_job_result_is_never_applied(fake_model, tmp_path):
+    """Cancel from the main thread while the worker runs: poll hands nothing over."""
+    import threading
+
+    gate = threading.Event()
+
+    def slow(progress):
+        progress(0.1, "working")
+        gate.wait(5)
+        progress(0.9, "almost")
+        return "a scene"
+
+    before = snapshot()
+    job = Job(slow).start()
+    job.cancel()
+    gate.set()
+    job.wait(5)
+    assert job.state is JobState.CANCELLED and job.result is None
+    assert snapshot() == before
+
+
+# -- runtime installer (offline, a wheel the test builds) ---------------------------------
+def _make_wheel(folder: Path, name="igtinydep", version="0.1") -> Path:
+    """A minimal valid pure-Python wheel, written by hand (no network, no build tools)."""
+    import base64
+    import hashlib
+
+    files = {f"{name}/__init__.py": f"VALUE = {version!r}\n",
+             f"{name}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+             f"{name}-{version}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    record.append(f"{name}-{version}.dist-info/RECORD,,")
+    files[f"{name}-{version}.dist-info/RECORD"] = "\n".join(record) + "\n"
+    whl = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(whl, "w") as zf:
+        for path, text in files.items():
+            zf.writestr(path, text)
+    return whl
+
+
+def test_installer_installs_offline_into_target_and_fails_cleanly(tmp_path):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    _make_wheel(wheels)
+    target = tmp_path / "user" / "site-packages"
+    job = Job(deps.install, target, ["igtinydep==0.1"], find_links=str(wheels), no_index=True).start()
+    assert job.wait(120), "pip did not finish"
+    assert job.state is JobState.DONE, job.error
+    assert (target / "igtinydep" / "__init__.py").is_file()
+    assert not list(target.parent.glob("*.partial"))
+    try:
+        assert deps.add_to_sys_path(target) and sys.path[-1] == str(target)
+        import igtinydep
+
+        assert igtinydep.VALUE == "0.1"
+    finally:
+        deps.remove_from_sys_path(target)
+        sys.modules.pop("igtinydep", None)
+
+    # a requirement that cannot be found: one sentence, previous install untouched
+    job = Job(deps.install, target, ["igtinydep==9.9"], find_links=str(wheels), no_index=True).run_sync()
+    assert job.state is JobState.FAILED and isinstance(job.error, deps.InstallError)
+    assert "Installing the model runtime failed" in str(job.error)
+    assert (target / "igtinydep" / "__init__.py").is_file()
+
+
+def test_runtime_pins_match_requirements_txt():
+    pins = {}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            pins[line.split("==")[0].lower()] = line
+    for req in deps.RUNTIME_REQUIREMENTS:
+        name = req.split("==")[0].lower()
+        assert name in pins, f"{name} is not in requirements.txt"
+        if "==" in req:
+            assert pins[name] == req
+
+
+# -- packaging ---------------------------------------------------------------------------
+def test_package_builds_a_valid_small_zip_without_dev_files(tmp_path):
+    from ig_llm.tools import package
+
+    zip_path = package.build(tmp_path)
+    assert zip_path.name == "ig_llm-{}.zip".format(package.manifest()["version"])
+    names = zipfile.ZipFile(zip_path).namelist()
+    assert "blender_manifest.toml" in names and "__init__.py" in names and "operators/task.py" in names
+    assert not [n for n in names if n.startswith(("tests/", "docs/", "data/", "runs/", ".venv", "dist/"))
+                or n in ("Makefile", "requirements.txt") or "__pycache__" in n]
+    if (ROOT / "model" / "default" / "config.json").is_file():
+        assert "model/default/config.json" in names
+    assert not list(tmp_path.glob(".package-*"))  # no temp folders left behind
