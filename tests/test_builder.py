@@ -176,6 +176,16 @@ def test_render_shows_every_object(tmp_path):
         assert diff > 0.05, (obj, diff)
 
 
+@pytest.mark.parametrize("camera", [(0.5, 0.5, 0.5), (-0.5, -0.5, -0.5)])
+def test_no_horizon_for_jittered_cameras(camera, tmp_path):
+    """The world is black (strength 0): any dark pixel would be sky past the backdrop.
+    A square image has the tallest field of view the AUTO sensor fit gives."""
+    stage.setup_stage(StageJitter(camera))
+    stage.configure_render(48, 48, 4, threads=2)
+    image = _render(tmp_path, "stage.png")
+    assert image.min() > 0.2
+
+
 # --------------------------------------------------------------------------------------- build command
 PROGRAM = format_program(Scene([SceneObject("cube", "red", "metal", "large", (-1, 1, 0.7), 0.2),
                                 SceneObject("sphere", "green", "rubber", "small", (1, -1, 0.35))]))
