@@ -1,0 +1,208 @@
+"""Images and programs -> tensors: image preprocessing and the training collate function.
+
+``preprocess_image`` follows the paper (LLaVA ``image_aspect_ratio=pad``): pad to a
+square with the CLIP mean colour, resize, normalise with CLIP's mean/std.
+``collate`` builds the text side of a batch; the model inserts the image tokens after
+``<bos>`` itself (see ``IGLLM.forward``), so everything here is text-indexed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..scene.program import NUM_TOKEN, Scene, format_program
+from ..scene.domain import load_domain
+from .tokenizer import split_pieces
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+MAX_PIXELS = 50_000_000  # refuse bigger images: a 50 MP decode already needs ~150 MB
+
+
+class ImageError(ValueError):
+    """An image that cannot be used; the message names the file and the fix."""
+
+
+def _name(src) -> str:
+    return str(src) if isinstance(src, (str, Path)) else f"<{type(src).__name__}>"
+
+
+def _to_pil(src):
+    from PIL import Image
+
+    if isinstance(src, Image.Image):
+        return src
+    if isinstance(src, np.ndarray):
+        arr = src
+        if arr.ndim == 3 and arr.shape[2] == 1:
+            arr = arr[:, :, 0]
+        if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+            raise ImageError(f"Image array of shape {arr.shape} is not HxW, HxWx3 or HxWx4; pass an "
+                             "RGB(A) or grey image.")
+        if arr.dtype == np.uint16:
+            arr = (arr.astype(np.float32) / 65535.0 * 255.0 + 0.5).astype(np.uint8)
+        elif np.issubdtype(arr.dtype, np.floating):
+            arr = (np.clip(np.nan_to_num(arr), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        elif arr.dtype != np.uint8:
+            raise ImageError(f"Image array of dtype {arr.dtype} is not supported; use uint8, uint16 "
+                             "or float in [0, 1].")
+        return Image.fromarray(np.ascontiguousarray(arr))
+    path = Path(src)
+    if not path.is_file():
+        raise ImageError(f"Image file {path} does not exist; check the path.")
+    if path.stat().st_size == 0:
+        raise ImageError(f"Image file {path} is empty; re-export the image.")
+    try:
+        img = Image.open(path)
+    except Exception as err:
+        raise ImageError(f"Image file {path} cannot be read as an image ({type(err).__name__}); "
+                         "use a PNG, JPEG or other common format.") from None
+    return img
+
+
+def _to_rgb(img, src):
+    """Any PIL mode -> 8-bit RGB; alpha is composited over the CLIP mean colour."""
+    from PIL import Image
+
+    mean_rgb = tuple(int(round(m * 255)) for m in CLIP_MEAN)
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit / 32-bit grey
+        arr = np.asarray(img, dtype=np.float32)
+        top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        if mode == "F":
+            top = 1.0 if arr.max(initial=0) <= 1.0 else max(float(arr.max()), 1.0)
+        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if mode == "P":
+        img = img.convert("RGBA")
+    elif mode in ("LA", "La", "RGBa", "PA"):
+        img = img.convert("RGBA")
+    if img.mode == "RGBA":
+        bg = Image.new("RGB", img.size, mean_rgb)
+        bg.paste(img.convert("RGB"), mask=img.getchannel("A"))
+        return bg
+    return img.convert("RGB")
+
+
+def preprocess_image(img, image_size: int) -> torch.Tensor:
+    """PIL image, file path or numpy array -> normalised FloatTensor [3, image_size, image_size].
+
+    Accepts RGB, RGBA (composited over the CLIP mean colour), grey, 16-bit and palette
+    images. Pads to a square with the CLIP mean colour, then resizes (bicubic).
+    Raises ImageError naming the file for unreadable, empty or enormous images.
+    """
+    from PIL import Image
+
+    name = _name(img)
+    pil = _to_pil(img)
+    w, h = pil.size
+    if w == 0 or h == 0:
+        raise ImageError(f"Image {name} has no pixels ({w}x{h}); use a non-empty image.")
+    if w * h > MAX_PIXELS:
+        raise ImageError(f"Image {name} is {w}x{h} pixels, more than the {MAX_PIXELS // 1_000_000} MP "
+                         "limit; downscale it first.")
+    try:
+        rgb = _to_rgb(pil, img)
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"Image {name} cannot be decoded ({err}); the file may be truncated — "
+                         "re-export it.") from None
+    side = max(w, h)
+    mean_rgb = tuple(int(round(m * 255)) for m in CLIP_MEAN)
+    square = Image.new("RGB", (side, side), mean_rgb)
+    square.paste(rgb, ((side - w) // 2, (side - h) // 2))
+    square = square.resize((image_size, image_size), Image.BICUBIC)
+    arr = torch.from_numpy(np.asarray(square, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(3, 1, 1)
+    return ((arr - mean) / std).contiguous()
+
+
+# ---------------------------------------------------------------------------------------
+# programs
+# ---------------------------------------------------------------------------------------
+def number_fields(pieces) -> list[str]:
+    """Field name of every number in a piece sequence, in order: loc0/loc1/loc2/rotation.
+
+    A number is a ``<num>`` piece or, in character mode, a run of sign/digit/point pieces.
+    """
+    fields, current, loc_index, in_number = [], None, 0, False
+    for p in pieces:
+        is_num_char = p in ("+", "-", ".") or p.isdigit()
+        if p == "loc=(":
+            current, loc_index = "loc", 0
+        elif p.endswith("=") and p[:-1].isidentifier():
+            current = p[:-1]
+        elif p in (", ", ",") and current == "loc":
+            loc_index += 1
+        elif p == ")":
+            current = None
+        if p == NUM_TOKEN or (is_num_char and not in_number):
+            fields.append(f"loc{loc_index}" if current == "loc" else (current or "rotation"))
+        in_number = is_num_char
+    return fields
+
+
+def program_text(scene: Scene, config, rng=None):
+    """(reply text, raw number values) for a scene, as the model is trained to write it."""
+    domain = load_domain(config.domain)
+    rng = rng if (rng is not None and config.train_synonyms) else None
+    if config.numbers == "head":
+        return format_program(scene, "placeholder", domain=domain, rng=rng)
+    return format_program(scene, "char", domain=domain, rng=rng), []
+
+
+def collate(examples, tokenizer, config, rng=None) -> dict:
+    """[(image tensor [3,S,S], Scene), ...] -> batch dict of tensors (right-padded).
+
+    Text layout per row: ``<bos> PROMPT \\n reply <eos>``; the model inserts the image
+    tokens after ``<bos>``. Keys: pixel_values [B,3,S,S]; input_ids, attention_mask,
+    labels (prompt masked with -100) [B,T]; num_mask [B,T] (True at ``<num>`` tokens of
+    the reply); num_values [B,T] (normalised values there, 0 elsewhere).
+    `rng` (random.Random) picks random synonyms when ``config.train_synonyms``.
+    """
+    if not examples:
+        raise ValueError("collate needs at least one example")
+    prompt = tokenizer.prompt_ids()
+    rows, pixels = [], []
+    for image, scene in examples:
+        if tuple(image.shape) != (3, config.image_size, config.image_size):
+            raise ValueError(f"image tensor has shape {tuple(image.shape)}, expected "
+                             f"(3, {config.image_size}, {config.image_size}); use preprocess_image")
+        pixels.append(image)
+        text, values = program_text(scene, config, rng)
+        pieces = split_pieces(text)
+        reply, nums, targets = [], [], []
+        fields = iter(number_fields(pieces)) if values else iter(())
+        vals = iter(values)
+        for p in pieces:
+            ids = tokenizer.piece_ids(p)
+            reply += ids
+            if p == NUM_TOKEN:
+                nums.append(True)
+                targets.append(next(vals) / config.num_scale(next(fields)))
+            else:
+                nums += [False] * len(ids)
+                targets += [0.0] * len(ids)
+        ids = prompt + reply + [tokenizer.eos_id]
+        labels = [-100] * len(prompt) + reply + [tokenizer.eos_id]
+        nmask = [False] * len(prompt) + nums + [False]
+        ntarg = [0.0] * len(prompt) + targets + [0.0]
+        rows.append((ids, labels, nmask, ntarg))
+    T = max(len(r[0]) for r in rows)
+    B = len(rows)
+    input_ids = torch.full((B, T), tokenizer.pad_id, dtype=torch.long)
+    attention = torch.zeros((B, T), dtype=torch.long)
+    labels = torch.full((B, T), -100, dtype=torch.long)
+    num_mask = torch.zeros((B, T), dtype=torch.bool)
+    num_values = torch.zeros((B, T), dtype=torch.float32)
+    for b, (ids, lab, nm, nt) in enumerate(rows):
+        n = len(ids)
+        input_ids[b, :n] = torch.tensor(ids)
+        attention[b, :n] = 1
+        labels[b, :n] = torch.tensor(lab)
+        num_mask[b, :n] = torch.tensor(nm)
+        num_values[b, :n] = torch.tensor(nt)
+    return {"pixel_values": torch.stack(pixels), "input_ids": input_ids, "attention_mask": attention,
+            "labels": labels, "num_mask": num_mask, "num_values": num_values}

@@ -1,0 +1,163 @@
+"""Checkpoint folders: ``config.json``, ``model.safetensors``, ``tokenizer.json``, ``card.md``.
+
+``save_checkpoint`` writes into a temporary sibling folder and swaps it in with
+``os.replace``, so a crash never leaves a half-written checkpoint. ``load_checkpoint``
+rebuilds the model from the folder's own config; every problem with a file becomes one
+``CheckpointError`` sentence naming the file and the fix.
+
+What is stored: for models whose LM is built here (the ``tiny`` preset) *everything*,
+vision tower included — the folder is self-contained. For models on top of a local LM
+(``lm_path``, the ``paper`` preset) the frozen base LM weights, and a frozen vision tower
+that came from ``vision_weights``, are not copied (7B of them); those paths must still
+exist when loading.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from . import compat  # noqa: F401
+
+import torch
+
+from .config import IGLLMConfig
+from .igllm import IGLLM, torch_dtype
+from .tokenizer import ProgramTokenizer
+
+FORMAT = "ig_llm-checkpoint-1"
+FILES = ("config.json", "model.safetensors", "tokenizer.json", "card.md")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint folder or file that cannot be used; the message names it and the fix."""
+
+
+def _external_keys(model: IGLLM) -> set[str]:
+    """State-dict keys whose values come from files outside the checkpoint."""
+    cfg, skip = model.config, set()
+    if cfg.lm_path is None:
+        return skip
+    for n, p in model.lm.named_parameters():
+        if not p.requires_grad:
+            skip.add("lm." + n)
+    if cfg.vision_weights and not any(p.requires_grad for p in model.vision.parameters()):
+        skip |= {"vision." + n for n, _ in model.vision.named_parameters()}
+    return skip
+
+
+def checkpoint_state(model: IGLLM) -> dict:
+    """The tensors a checkpoint stores (contiguous, cloned, in the storage dtype)."""
+    skip = _external_keys(model)
+    store = torch_dtype(model.config.storage_dtype)
+    out = {}
+    for k, v in model.state_dict().items():
+        if k in skip:
+            continue
+        v = v.detach().to("cpu")
+        if v.is_floating_point():
+            v = v.to(store)
+        out[k] = v.contiguous().clone()
+    return out
+
+
+def _card_text(card) -> str:
+    if isinstance(card, str):
+        return card if card.endswith("\n") else card + "\n"
+    lines = ["# IG-LLM checkpoint", "", "| key | value |", "|---|---|"]
+    for k, v in (card or {}).items():
+        lines.append(f"| {k} | {json.dumps(v) if not isinstance(v, str) else v} |")
+    return "\n".join(lines) + "\n"
+
+
+def save_checkpoint(model: IGLLM, out_dir, card: dict | str = "") -> Path:
+    """Write the checkpoint folder atomically; an existing folder is replaced. Returns the path."""
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        cfg = {"format": FORMAT, "tokenizer": model.tokenizer.kind, "config": model.config.to_dict()}
+        (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        save_file(checkpoint_state(model), str(tmp / "model.safetensors"), metadata={"format": FORMAT})
+        model.tokenizer.save(tmp)
+        (tmp / "card.md").write_text(_card_text(card))
+        old = None
+        if out_dir.exists():
+            old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def read_config(ckpt: Path) -> tuple[IGLLMConfig, str]:
+    path = ckpt / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint file {path} is missing; point to a folder written by "
+                              "save_checkpoint (ig_llm train).")
+    try:
+        data = json.loads(path.read_text())
+        if data.get("format") != FORMAT:
+            raise ValueError(f"format is {data.get('format')!r}, expected {FORMAT!r}")
+        return IGLLMConfig.from_dict(data["config"]), data["tokenizer"]
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"Checkpoint file {path} is not a valid IG-LLM config ({err}); "
+                              "re-save the checkpoint or restore the file.") from None
+
+
+def load_checkpoint(ckpt_dir, device: str = "cpu") -> IGLLM:
+    """Rebuild an IGLLM from a checkpoint folder (eval mode, on `device`)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    ckpt = Path(ckpt_dir)
+    if not ckpt.is_dir():
+        raise CheckpointError(f"Checkpoint folder {ckpt} does not exist; train one with `ig_llm train` "
+                              "or pass the right folder.")
+    config, kind = read_config(ckpt)
+    tok_path = ckpt / "tokenizer.json"
+    if not tok_path.is_file():
+        raise CheckpointError(f"Checkpoint file {tok_path} is missing; copy it back from where the "
+                              "checkpoint was trained.")
+    try:
+        tokenizer = ProgramTokenizer.load(ckpt, kind)
+    except Exception as err:
+        raise CheckpointError(f"Checkpoint file {tok_path} cannot be read ({type(err).__name__}); "
+                              "the file is corrupt — copy it again.") from None
+    weights = ckpt / "model.safetensors"
+    if not weights.is_file():
+        raise CheckpointError(f"Checkpoint file {weights} is missing; copy it back from where the "
+                              "checkpoint was trained.")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"Checkpoint file {weights} is truncated or corrupt ({err}); "
+                              "copy it again or re-save the checkpoint.") from None
+    # a built LM has nothing to load; a local LM loads its base weights from lm_path
+    model = IGLLM(config, tokenizer, load_weights=config.lm_path is not None,
+                  load_vision_weights=not any(k.startswith("vision.") for k in state))
+    expected = model.state_dict()
+    needed = set(expected) - _external_keys(model)
+    missing = sorted(needed - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        what = f"lacks {missing[0]}" if missing else f"has unknown tensor {extra[0]}"
+        raise CheckpointError(f"Checkpoint file {weights} does not match {ckpt / 'config.json'} "
+                              f"({what}, {len(missing)} missing, {len(extra)} unknown); "
+                              "use the config.json saved with these weights.")
+    for k, v in state.items():
+        if tuple(v.shape) != tuple(expected[k].shape):
+            raise CheckpointError(f"Checkpoint file {weights} does not match {ckpt / 'config.json'} "
+                                  f"({k} has shape {tuple(v.shape)}, the config needs "
+                                  f"{tuple(expected[k].shape)}); use the config saved with these weights.")
+        state[k] = v.to(expected[k].dtype)
+    model.load_state_dict(state, strict=False)
+    return model.to(device).eval()
