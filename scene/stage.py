@@ -49,7 +49,7 @@ def setup_stage(jitter: StageJitter | None = None, scene: bpy.types.Scene | None
         data.lens, data.sensor_width, data.sensor_fit = LENS_MM, SENSOR_MM, "AUTO"
         data.clip_start, data.clip_end = CLIP
         cam = _get_or_create(coll, CAMERA_NAME, data)
-        _track(cam, origin)
+    _track(cam, origin)
     cam.location = jitter.camera_location()
     scene.camera = cam
 
@@ -61,7 +61,7 @@ def setup_stage(jitter: StageJitter | None = None, scene: bpy.types.Scene | None
             data.shape, data.size = "SQUARE", size
             data.color, data.energy = color, power
             lamp = _get_or_create(coll, obj_name, data)
-            _track(lamp, origin)
+        _track(lamp, origin)
         lamp.location = jitter.lamp_location(name)
 
     sun = bpy.data.objects.get(SUN_NAME)
@@ -98,9 +98,18 @@ def _get_or_create(coll, name: str, data) -> bpy.types.Object:
     return obj
 
 
+TRACK_NAME = "IG-LLM Track"
+
+
 def _track(obj, target) -> None:
-    """Track To the origin: -Z looks at the target, +Y stays up (as CLEVR's base scene)."""
-    con = obj.constraints.new("TRACK_TO")
+    """Track To the origin: -Z looks at the target, +Y stays up (as CLEVR's base scene).
+    Re-applied on every call, so a stage whose constraint or origin a user deleted heals."""
+    con = obj.constraints.get(TRACK_NAME)
+    if con is not None and con.target == target:
+        return
+    if con is None:
+        con = obj.constraints.new("TRACK_TO")
+        con.name = TRACK_NAME
     con.target = target
     con.track_axis, con.up_axis = "TRACK_NEGATIVE_Z", "UP_Y"
 

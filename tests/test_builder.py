@@ -148,6 +148,20 @@ def test_setup_stage_is_reused_and_applies_jitter():
     assert len(bpy.data.collections[stage.STAGE_COLLECTION].objects) == n
 
 
+def test_blender_camera_agrees_with_camera_project():
+    """scene/camera.py's pinhole maths (used for labels) must match the Blender camera."""
+    from bpy_extras.object_utils import world_to_camera_view
+    from mathutils import Vector
+    jitter = StageJitter.sample(random.Random(5))
+    cam = stage.setup_stage(jitter)
+    stage.configure_render(480, 320, 1)
+    bpy.context.view_layer.update()
+    for point in [(0, 0, 0), (2.5, -1.0, 0.35), (-3, 3, 0.7)]:
+        v = world_to_camera_view(bpy.context.scene, cam, Vector(point))
+        px, py, depth = project(point, jitter.camera_location(), 480, 320)
+        assert (px, py, depth) == pytest.approx((v.x * 480, (1 - v.y) * 320, v.z), abs=1e-3)
+
+
 def _render(tmp_path, name):
     import numpy as np
     from PIL import Image
