@@ -326,3 +326,68 @@ def test_package_builds_a_valid_small_zip_without_dev_files(tmp_path):
     if (ROOT / "model" / "default" / "config.json").is_file():
         assert "model/default/config.json" in names
     assert not list(tmp_path.glob(".package-*"))  # no temp folders left behind
+
+
+# -- the real model path (an untrained tiny checkpoint stands in for the shipped one) -----
+@pytest.fixture(scope="module")
+def standin_model(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    from ig_llm.model.checkpoint import save_checkpoint
+    from ig_llm.model.igllm import IGLLM
+    from ig_llm.model.presets import make_config
+    from ig_llm.model.tokenizer import ProgramTokenizer
+
+    torch.manual_seed(0)
+    model = IGLLM(make_config("tiny"), ProgramTokenizer.build("clevr"))
+    return save_checkpoint(model, tmp_path_factory.mktemp("standin") / "model")
+
+
+def test_import_builds_one_collection_with_the_program_objects(tmp_path, standin_model):
+    from ig_llm.scene.program import parse
+
+    img = tmp_path / "photo_01.png"
+    _png(img, (64, 48))
+    assert bpy.ops.import_scene.image_to_scene(filepath=str(img), model_dir=str(standin_model)) == {"FINISHED"}
+    col = bpy.data.collections["photo_01"]
+    program = parse(col["ig_llm_text"].as_string())
+    assert len(col.objects) == len(program.objects)
+    built = sorted((o["ig_llm_shape"], o["ig_llm_color"]) for o in col.objects)
+    assert built == sorted((o.shape, o.color) for o in program.objects)
+    settings = bpy.context.scene.ig_llm
+    assert settings.result_objects == len(col.objects) and settings.result_collection == "photo_01"
+    assert settings.program == col["ig_llm_text"]
+    cam = bpy.context.scene.camera
+    assert cam.data.background_images[0].image.filepath == str(img)
+
+    # the same image from a datablock of the .blend, replacing the first result
+    image = bpy.data.images[img.name]
+    assert bpy.ops.import_scene.image_to_scene(image_name=image.name, model_dir=str(standin_model),
+                                                mode="REPLACE") == {"FINISHED"}
+    from ig_llm.operators.apply import result_collections
+    assert len(result_collections(bpy.context.scene)) == 1
+
+
+def test_corrupt_checkpoint(tmp_path, standin_model):
+    import shutil
+
+    bad = tmp_path / "corrupt"
+    shutil.copytree(standin_model, bad)
+    (bad / "model.safetensors").write_bytes(b"\x00garbage" * 100)
+    img = tmp_path / "a.png"
+    _png(img)
+    before = snapshot()
+    msg = _run_import(filepath=str(img), model_dir=str(bad))
+    assert "cannot be loaded" in msg and str(bad) in msg, msg
+    assert snapshot() == before
+    assert (bad / "model.safetensors").read_bytes() == b"\x00garbage" * 100  # files untouched
+
+
+def test_cancel_a_real_inference_job_leaves_the_scene_unchanged(tmp_path, standin_model):
+    img = tmp_path / "a.png"
+    _png(img)
+    before = snapshot()
+    job = Job(task.infer, str(img), model_dir=standin_model, device="cpu").start()
+    job.cancel()
+    job.wait(120)
+    assert job.state is JobState.CANCELLED and job.result is None and not job.worker_alive
+    assert snapshot() == before
