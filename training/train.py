@@ -1,0 +1,557 @@
+"""`ig_llm train`: stage 1 (visual tower, contrastive) and stage 2 (image -> program).
+
+    python -m ig_llm train --data DIR_OR_PACK... --out RUN_DIR [--preset tiny]
+        [--stage 1|2|both] [--vision-weights FILE] [--numbers head|char] [--train-vision]
+        [--steps N] [--batch-size B] [--lr LR] [--seed S] [--device auto|cpu|cuda] [--resume]
+
+Stage 2 trains projector + LM + numeric head with AdamW, linear warm-up then cosine
+decay, gradient clipping, optional bf16 autocast (CUDA). Everything random is a function
+of (seed, step): the data order (:class:`~.dataset.StepBatches`), the synonyms and
+attribute order in the targets (seeded per step in :class:`Collator`), and the torch RNG
+(saved in every checkpoint), so a run resumed after a kill ends with the same weights as
+one that was never stopped.
+
+RUN_DIR layout::
+
+    train.log                  one line per log interval (also printed)
+    stage1/vision.safetensors  stage 1 output (visual tower weights)
+    checkpoints/step_000500/   state.pt (model, optimizer, scheduler, step) + rng_rank{r}.pt
+    model/                     the final model (config.json, model.safetensors, tokenizer.json, card.md)
+
+Under ``torchrun --nproc_per_node N`` it runs DDP (gloo on CPU, nccl on CUDA); every rank
+takes its own slice of each global batch of ``batch_size * N``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+CHECKPOINT_PREFIX = "step_"
+
+
+class TrainError(ValueError):
+    """Bad training input; the message names the problem and the fix."""
+
+
+# ---------------------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------------------
+def add_arguments(parser) -> None:
+    g = parser.add_argument_group("data and output")
+    g.add_argument("--data", nargs="+", required=True, metavar="DIR_OR_PACK",
+                   help="dataset folders (ig_llm generate) and/or packed .npz files")
+    g.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (log, checkpoints, model/)")
+    g.add_argument("--stage", choices=("1", "2", "both"), default="2",
+                   help="1: pre-train the visual tower; 2: train the program model; both: 1 then 2 (default 2)")
+    g.add_argument("--resume", action="store_true", help="continue from the last checkpoint in RUN_DIR")
+    g = parser.add_argument_group("model")
+    g.add_argument("--preset", default="tiny", help="model preset (model/presets.py; default tiny)")
+    g.add_argument("--vision-weights", metavar="FILE",
+                   help="visual tower weights from stage 1 (default with --stage both: RUN_DIR/stage1/vision.safetensors)")
+    g.add_argument("--numbers", choices=("head", "char"), default="head",
+                   help="numbers via the numeric head (<num> placeholders) or as characters (default head)")
+    g.add_argument("--train-vision", action="store_true", help="train the visual tower too in stage 2 (ablation)")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field (JSON value), e.g. --set lm_layers=6")
+    g = parser.add_argument_group("optimisation (stage 2)")
+    g.add_argument("--steps", type=int, default=2000, help="optimiser steps (default 2000)")
+    g.add_argument("--batch-size", type=int, default=32, help="images per step per process (default 32)")
+    g.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
+    g.add_argument("--head-lr", type=float, help="numeric head learning rate (default: --lr)")
+    g.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default 0, as the paper)")
+    g.add_argument("--warmup", type=float, default=0.03, help="warm-up fraction of the steps (default 0.03)")
+    g.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (default 1.0)")
+    g.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
+    g = parser.add_argument_group("stage 1 (visual tower)")
+    g.add_argument("--stage1-steps", type=int, default=1000, help="contrastive steps (default 1000)")
+    g.add_argument("--stage1-batch-size", type=int, default=128, help="images per step (default 128)")
+    g.add_argument("--stage1-lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    g.add_argument("--caption", choices=("words+loc", "words", "program"), default="words+loc",
+                   help="stage 1 caption: object words + 0.5-unit position bins left to right (default), "
+                        "words only, or the character program")
+    g = parser.add_argument_group("run control")
+    g.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:0 ... (default auto)")
+    g.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (default 2; 0 = in process)")
+    g.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps (default 500)")
+    g.add_argument("--log-every", type=int, default=20, help="log every N steps (default 20)")
+    g.add_argument("--keep", type=int, default=2, help="checkpoints kept (default 2)")
+    g.add_argument("--stop-at", type=int, metavar="K",
+                   help="stop after step K with a checkpoint, as if killed (for time slices; resume later)")
+    g.add_argument("--max-minutes", type=float,
+                   help="stop with a checkpoint when this wall time is spent (resume later)")
+    g.add_argument("--threads", type=int, help="torch CPU threads per process")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def main(args) -> int:
+    try:
+        _validate(args)
+        if args.stage in ("1", "both"):
+            from .pretrain_vision import run_stage1
+            vision = run_stage1(args)
+            if vision is None:      # stopped early; --resume continues
+                return 0
+            if args.stage == "both" and not args.vision_weights:
+                args.vision_weights = str(vision)
+        if args.stage in ("2", "both"):
+            train_program(args)
+    except TrainError as err:
+        print(f"ig_llm train: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _validate(args) -> None:
+    for name in ("steps", "batch_size", "save_every", "log_every", "stage1_steps", "stage1_batch_size"):
+        if getattr(args, name) < 1:
+            raise TrainError(f"--{name.replace('_', '-')} must be at least 1.")
+    if args.vision_weights and not Path(args.vision_weights).is_file():
+        raise TrainError(f"Vision weights {args.vision_weights} do not exist; run stage 1 (--stage 1) "
+                         "or pass the right file.")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"--out {out} is a file; pass a folder for the run.")
+    for d in args.data:
+        if not Path(d).exists():
+            raise TrainError(f"Training data {d} does not exist; render it with `ig_llm generate` or fix the path.")
+
+
+# ---------------------------------------------------------------------------------------
+# processes, devices, seeds
+# ---------------------------------------------------------------------------------------
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device_arg: str):
+    """(Dist, torch.device). Under torchrun, joins the process group (nccl/gloo)."""
+    import torch
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    dist = Dist(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+    device = resolve_device(device_arg, dist.local_rank)
+    if world > 1:
+        import torch.distributed as tdist
+        if not tdist.is_initialized():
+            tdist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return dist, device
+
+
+def resolve_device(device_arg: str, local_rank: int = 0):
+    import torch
+    if device_arg == "auto":
+        device_arg = "cuda" if torch.cuda.is_available() else "cpu"
+    if device_arg.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise TrainError("--device cuda was asked for, but this torch sees no CUDA GPU; use --device cpu.")
+        if device_arg == "cuda":
+            device_arg = f"cuda:{local_rank}"
+        torch.cuda.set_device(torch.device(device_arg))
+    return torch.device(device_arg)
+
+
+def barrier(dist: Dist) -> None:
+    if dist.world > 1:
+        import torch.distributed as tdist
+        tdist.barrier()
+
+
+def any_rank(flag: bool, dist: Dist, device) -> bool:
+    """True on every rank if it is true on any (so all ranks stop together)."""
+    if dist.world == 1:
+        return flag
+    import torch
+    import torch.distributed as tdist
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    tdist.all_reduce(t)
+    return bool(t.item() > 0)
+
+
+def rng_state() -> dict:
+    import numpy as np
+    import torch
+    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_rng_state(st: dict) -> None:
+    import numpy as np
+    import torch
+    random.setstate(st["python"])
+    np.random.set_state(st["numpy"])
+    torch.set_rng_state(st["torch"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def seed_all(seed: int) -> None:
+    import numpy as np
+    import torch
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+# ---------------------------------------------------------------------------------------
+# schedule, optimiser
+# ---------------------------------------------------------------------------------------
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up from 1/warmup to 1 over `warmup` steps, then cosine decay to 0."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(model, lr: float, head_lr: float, weight_decay: float, total: int, warmup: int):
+    """AdamW with two groups (numeric head / the rest) and the warm-up + cosine schedule."""
+    import torch
+    head, rest = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (head if "numeric_head" in name or "num_head" in name else rest).append(p)
+    if not head and not rest:
+        raise TrainError("The model has no trainable parameters; check --train-vision and the preset.")
+    groups = [{"params": rest, "lr": lr}] + ([{"params": head, "lr": head_lr}] if head else [])
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.999))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warmup))
+    return opt, sched
+
+
+# ---------------------------------------------------------------------------------------
+# checkpoints
+# ---------------------------------------------------------------------------------------
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (temp folders start with '.')."""
+    root = run_dir / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.name.startswith(CHECKPOINT_PREFIX) and (p / "state.pt").is_file()]
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+
+
+def save_training_checkpoint(run_dir: Path, step: int, model, opt, sched, meta: dict, dist: Dist, keep: int) -> Path:
+    """Write checkpoints/step_N atomically: every rank writes its RNG state into a temp
+    folder, rank 0 adds the model/optimizer state and renames the folder into place."""
+    import torch
+    root = run_dir / "checkpoints"
+    final = root / f"{CHECKPOINT_PREFIX}{step:07d}"
+    tmp = root / f".tmp_{CHECKPOINT_PREFIX}{step:07d}"
+    if dist.main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    barrier(dist)
+    torch.save(rng_state(), tmp / f"rng_rank{dist.rank}.pt")
+    barrier(dist)
+    if dist.main:
+        state = {"step": step, "model": _unwrap(model).state_dict(), "optimizer": opt.state_dict(),
+                 "scheduler": sched.state_dict(), "meta": meta, "world": dist.world}
+        torch.save(state, tmp / "state.pt")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in checkpoint_dirs(run_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    barrier(dist)
+    return final
+
+
+def load_training_checkpoint(path: Path, model, opt, sched, dist: Dist, device) -> int:
+    import torch
+    state = torch.load(path / "state.pt", map_location=device, weights_only=False)
+    if state.get("world", 1) != dist.world:
+        raise TrainError(f"Checkpoint {path} was written by {state.get('world')} process(es), this run has "
+                         f"{dist.world}; resume with the same number of processes.")
+    _unwrap(model).load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    set_rng_state(torch.load(path / f"rng_rank{dist.rank}.pt", weights_only=False))
+    return int(state["step"])
+
+
+def _unwrap(model):
+    return getattr(model, "module", model)
+
+
+# ---------------------------------------------------------------------------------------
+# logging
+# ---------------------------------------------------------------------------------------
+class RunLog:
+    """Appends lines to RUN_DIR/train.log (rank 0 only) and prints them."""
+
+    def __init__(self, path: Path, enabled: bool, echo: bool = True):
+        self.path, self.enabled, self.echo = path, enabled, echo
+
+    def __call__(self, msg: str) -> None:
+        if not self.enabled:
+            return
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}"
+        with open(self.path, "a") as f:
+            f.write(line + "\n")
+        if self.echo:
+            from tqdm import tqdm
+            tqdm.write(line, file=sys.stderr)
+
+
+def fmt_time(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def hardware(device) -> str:
+    import torch
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}), torch {torch.__version__}"
+    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+# ---------------------------------------------------------------------------------------
+# stage 2
+# ---------------------------------------------------------------------------------------
+class Collator:
+    """DataLoader collate: items (step, pixels, Scene, camera) -> the model's batch dict.
+
+    Synonyms and attribute order are drawn from ``random.Random(f"{seed}:{step}:{rank}")``,
+    so the targets of a step do not depend on what ran before (resume-safe)."""
+
+    def __init__(self, tokenizer, config, seed: int, rank: int):
+        self.tokenizer, self.config, self.seed, self.rank = tokenizer, config, seed, rank
+
+    def __call__(self, items):
+        from ..model.batching import collate
+        step = items[0][0]
+        rng = random.Random(f"{self.seed}:{step}:{self.rank}")
+        return collate([(pix, _ordered(scene, cam)) for _, pix, scene, cam in items],
+                       self.tokenizer, self.config, rng=rng)
+
+
+def _ordered(scene, camera):
+    """The scene with objects left to right as the image's own camera sees them."""
+    from ..scene.program import Scene, sort_left_to_right
+    return Scene(sort_left_to_right(scene.objects, camera))
+
+
+def to_device(batch: dict, device) -> dict:
+    import torch
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
+def build_config(args):
+    """The IGLLM config for this run: preset + flags + --set overrides."""
+    from ..model.presets import make_config
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise TrainError(f"--set {item} is not KEY=VALUE; write e.g. --set lm_layers=6.")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    overrides.update(_flag_overrides(args))
+    try:
+        return make_config(args.preset, **overrides)
+    except (KeyError, TypeError, ValueError) as err:
+        raise TrainError(f"Cannot build the model config ({err}); check --preset and --set.") from None
+
+
+def _flag_overrides(args) -> dict:
+    o = {"numbers": args.numbers, "freeze_vision": not args.train_vision}
+    if args.vision_weights:
+        o["vision_weights"] = str(Path(args.vision_weights).resolve())
+    return o
+
+
+def make_tokenizer(config):
+    """The program tokenizer a model of this config uses (word-level, or the local LM's)."""
+    from ..model.tokenizer import ProgramTokenizer
+    return ProgramTokenizer.from_hf(config.lm_path) if config.lm_path else ProgramTokenizer.build(config.domain)
+
+
+def train_program(args) -> Path:
+    """Stage 2. Returns RUN_DIR/model."""
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from ..model.checkpoint import save_checkpoint
+    from ..model.igllm import IGLLM
+    from .dataset import SceneDataset, StepBatches, open_sources
+
+    run_dir = Path(args.out)
+    dist, device = setup_distributed(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = RunLog(run_dir / "train.log", dist.main)
+    final_dir = run_dir / "model"
+    if (final_dir / "config.json").is_file() and not args.resume:
+        raise TrainError(f"{final_dir} already holds a finished model; pick another --out or pass --resume.")
+
+    config = build_config(args)
+    seed_all(args.seed)
+    tokenizer = make_tokenizer(config)
+    model = IGLLM(config, tokenizer).to(device)
+    source = open_sources(args.data)
+    n_train = len(source)
+
+    head_lr = args.head_lr if args.head_lr is not None else args.lr
+    warmup = int(round(args.warmup * args.steps))
+    opt, sched = make_optimizer(model, args.lr, head_lr, args.weight_decay, args.steps, warmup)
+
+    start = 0
+    ckpts = checkpoint_dirs(run_dir)
+    if ckpts and not args.resume:
+        raise TrainError(f"{run_dir} already has checkpoints; pass --resume to continue or pick a new --out.")
+    if args.resume and ckpts:
+        start = load_training_checkpoint(ckpts[-1], model, opt, sched, dist, device)
+        log(f"resumed from {ckpts[-1]} at step {start}")
+    else:
+        # model init is identical on every rank (same seed); dropout streams differ per rank
+        torch.manual_seed(args.seed * 1000 + dist.rank)
+
+    wrapped = model
+    if dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        wrapped = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total_params = sum(p.numel() for p in model.parameters())
+    meta = {"args": {k: v for k, v in vars(args).items() if k != "func"}, "n_train": n_train}
+    if start == 0:
+        log(f"stage 2: {n_train} images from {', '.join(map(str, args.data))}; preset {args.preset}, "
+            f"numbers {args.numbers}, vision {'trainable' if args.train_vision else 'frozen'}; "
+            f"{total_params / 1e6:.2f} M params ({trainable / 1e6:.2f} M trainable); {args.steps} steps x "
+            f"{args.batch_size} x {dist.world} process(es); device {hardware(device)}")
+
+    stop = args.steps if args.stop_at is None else min(args.steps, args.stop_at)
+    dataset = SceneDataset(source, config.image_size)
+    sampler = StepBatches(n_train, args.batch_size, args.seed, start, stop, dist.rank, dist.world)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=args.workers,
+                        collate_fn=Collator(tokenizer, config, args.seed, dist.rank),
+                        pin_memory=device.type == "cuda",
+                        # own generator: creating the loader must not draw from the global torch RNG
+                        generator=torch.Generator(),
+                        persistent_workers=False, prefetch_factor=4 if args.workers > 0 else None)
+    use_bf16 = args.bf16 and device.type == "cuda"
+    model.train()
+    t0, step, stopped_early = time.time(), start, False
+    bar = tqdm(total=args.steps, initial=start, desc="train", unit="step",
+               disable=args.quiet or not dist.main, file=sys.stderr, dynamic_ncols=True)
+    run_t0, window = time.time(), []
+    for batch in loader:
+        batch = to_device(batch, device)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            out = wrapped(batch)
+        loss = out["loss"]
+        if not torch.isfinite(loss):
+            raise TrainError(f"The loss became {loss.item()} at step {step}; lower --lr or check the data.")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+        opt.step()
+        sched.step()
+        step += 1
+        window.append((float(loss.detach()), _f(out.get("ce")), _f(out.get("mse"))))
+        bar.update(1)
+        if step % args.log_every == 0 or step == stop:
+            el = time.time() - run_t0
+            rate = (step - start) / max(el, 1e-9)
+            losses = [sum(w[i] for w in window) / len(window) for i in range(3)]
+            bar.set_postfix(loss=f"{losses[0]:.4f}", ce=f"{losses[1]:.4f}", mse=f"{losses[2]:.4f}")
+            log(f"step {step}/{args.steps} loss {losses[0]:.4f} ce {losses[1]:.4f} mse {losses[2]:.5f} "
+                f"lr {sched.get_last_lr()[0]:.2e} grad {float(grad_norm):.3f} "
+                f"{rate * args.batch_size * dist.world:.1f} img/s elapsed {fmt_time(el)} "
+                f"eta {fmt_time((args.steps - step) / max(rate, 1e-9))}")
+            window = []
+        out_of_time = args.max_minutes is not None and (time.time() - t0) > 60 * args.max_minutes
+        out_of_time = any_rank(out_of_time, dist, device)
+        if step % args.save_every == 0 or step == stop or out_of_time:
+            save_training_checkpoint(run_dir, step, wrapped, opt, sched, meta, dist, args.keep)
+        if out_of_time and step < args.steps:
+            log(f"--max-minutes reached: stopped at step {step} with a checkpoint; rerun with --resume")
+            stopped_early = True
+            break
+    bar.close()
+    if step < args.steps and not stopped_early:
+        log(f"stopped at step {step} (--stop-at); rerun with --resume to continue")
+        stopped_early = True
+    if not stopped_early and dist.main:
+        elapsed = _elapsed_total(run_dir, time.time() - run_t0)
+        card = make_card(args, config, n_train, step, elapsed, hardware(device), dist.world,
+                         total_params, trainable)
+        save_checkpoint(model, final_dir, card)
+        log(f"final model written to {final_dir} ({fmt_time(elapsed)} of training)")
+    barrier(dist)
+    if dist.world > 1:
+        import torch.distributed as tdist
+        tdist.destroy_process_group()
+    return final_dir
+
+
+def _f(x) -> float:
+    return float(x.detach()) if x is not None and hasattr(x, "detach") else float(x or 0.0)
+
+
+def _elapsed_total(run_dir: Path, this_run: float) -> float:
+    """Training seconds over all (resumed) runs, kept in RUN_DIR/.elapsed."""
+    path = run_dir / ".elapsed"
+    before = float(path.read_text()) if path.is_file() else 0.0
+    total = before + this_run
+    path.write_text(f"{total:.1f}")
+    return total
+
+
+def make_card(args, config, n_train: int, steps: int, seconds: float, hw: str, world: int,
+              total_params: int, trainable: int, metrics: dict | None = None) -> str:
+    """card.md text for a stage-2 model."""
+    data = ", ".join(str(d) for d in args.data)
+    lines = [
+        "# IG-LLM model card", "",
+        f"- preset: `{args.preset}`; numbers: `{args.numbers}`; visual tower: "
+        f"{'trained in stage 2' if args.train_vision else 'frozen in stage 2'}",
+        f"- vision weights: `{args.vision_weights or 'random init'}`",
+        f"- parameters: {total_params / 1e6:.2f} M ({trainable / 1e6:.2f} M trained in stage 2)",
+        f"- data: {n_train} images ({data})",
+        f"- steps: {steps} x batch {args.batch_size} x {world} process(es); lr {args.lr:g}, "
+        f"head lr {args.head_lr if args.head_lr is not None else args.lr:g}, warm-up {args.warmup:g}, "
+        f"cosine, clip {args.clip:g}, weight decay {args.weight_decay:g}, seed {args.seed}"
+        f"{', bf16 autocast' if args.bf16 else ''}",
+        f"- training time: {fmt_time(seconds)} on {hw}",
+        f"- image size: {getattr(config, 'image_size', '?')}",
+    ]
+    if metrics:
+        lines += ["", "## Metrics", "", metrics_markdown(metrics)]
+    return "\n".join(lines) + "\n"
+
+
+def metrics_markdown(summaries: dict) -> str:
+    """A markdown table from {set name: summary} (see training.metrics.aggregate)."""
+    from .metrics import METRICS
+    names = list(summaries)
+    rows = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
+            "| scenes | " + " | ".join(str(summaries[n]["scenes"]) for n in names) + " |"]
+    for m, (pct, _) in METRICS.items():
+        cells = []
+        for n in names:
+            v = summaries[n].get(m)
+            cells.append("n/a" if v is None else (f"{100 * v:.1f} %" if pct else f"{v:.3f}"))
+        rows.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
