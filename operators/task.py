@@ -173,9 +173,7 @@ def infer(progress, image, *, model_dir=None, device: str = "auto", threads: int
     progress(0.10, "Loading PyTorch and the model")
     predictor = get_predictor(folder, device, threads)
     progress(0.40, "Writing the scene program")
-    try:
-        scene, program = predictor.predict([pil_image])[0]
-    except TaskError:
-        raise
+    # one call; a cancel during it is honoured right after (Job drops the result)
+    scene, program = predictor.predict([pil_image])[0]
     progress(0.95, "Building the scene")
     return scene, program

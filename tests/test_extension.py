@@ -1,7 +1,5 @@
 """The Blender extension in-process (bpy module): registration, errors, apply, rebuild,
 runtime installer, packaging. Every error test checks that the scene is unchanged."""
-import json
-import os
 import subprocess
 import sys
 import zipfile
