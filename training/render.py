@@ -143,6 +143,9 @@ class Renderer:
         self.tmpdir = tempfile.mkdtemp(prefix="ig_llm_render_")
         stage.setup_stage(None, scene=self.scene)
         stage.configure_render(width, height, samples, denoise=denoise, threads=threads, scene=self.scene)
+        # CLEVR has only 3 area lamps + a sun: the light tree costs more than it saves
+        # (measured: ~1/3 less CPU per image at 192x128 without it)
+        self.scene.cycles.use_light_tree = False
         self.index_path = _index_pass_output(self.scene, self.tmpdir)
         _no_metadata(self.scene)
         self.collection = None
