@@ -80,6 +80,14 @@ def run(args) -> None:
     render = _check_output(args.render, "--render", ".png") if args.render else None
     scene = _read_program(args.program)       # parsed and checked before Blender is touched
 
+    write_blend(scene, out, render=render, size=(width, height), samples=args.samples,
+                stage=not args.no_stage, source=args.program)
+
+
+def write_blend(scene, out: Path, *, render: Path | None = None, size=(480, 320), samples: int = 64,
+                stage: bool = True, collection_name: str = "IG-LLM Scene", source: str = "program") -> None:
+    """Build `scene` in an empty Blender file (plus the CLEVR stage), save it atomically to
+    `out` and optionally render the camera view to `render`. Shared with `demo`."""
     import bpy
     from .builder import build_scene
     from .program import ProgramError
@@ -87,12 +95,12 @@ def run(args) -> None:
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     try:
-        build_scene(scene)
+        build_scene(scene, collection_name=collection_name)
     except ProgramError as err:
-        raise _UserError(f"{args.program}: {str(err).rstrip('.')}; fix the program and run again.") from None
-    if not args.no_stage:
+        raise _UserError(f"{source}: {str(err).rstrip('.')}; fix the program and run again.") from None
+    if stage:
         setup_stage()
-        configure_render(width, height, args.samples)
+        configure_render(size[0], size[1], samples)
     if render is not None:
         render_to(render)
         print(f"Rendered {render}")
