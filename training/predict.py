@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..scene.program import scene_to_clevr
+from ..scene.program import Scene, scene_to_clevr
 from .evaluate import write_json_atomic
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -62,7 +62,9 @@ def predict_records(predictor, images: list[Path], batch_size: int = 8, progress
         chunk = images[start:start + batch_size]
         results = predictor.predict([load_image(p) for p in chunk])
         for path, (scene, text) in zip(chunk, results):
-            rec = scene_to_clevr(scene, image_filename=path.name, image_index=len(records))
+            # an unconstrained decode that does not parse gives no scene: score it as empty
+            rec = scene_to_clevr(scene if scene is not None else Scene([]), image_filename=path.name,
+                                 image_index=len(records))
             rec["program"] = text
             records.append(rec)
         bar.update(len(chunk))
@@ -88,12 +90,13 @@ def main(args) -> int:
     except PredictError as err:
         print(f"ig_llm predict: {err}", file=sys.stderr)
         return 2
+    from ..model.batching import ImageError
     from ..model.checkpoint import CheckpointError
-    from ..model.inference import Predictor
+    from ..model.inference import ModelNotFoundError, Predictor
     try:
-        predictor = Predictor(model_dir=args.model, device=args.device)
+        predictor = Predictor(model_dir=args.model, device=args.device, batch_size=args.batch_size)
         records = predict_records(predictor, images, args.batch_size, progress=not args.quiet)
-    except (CheckpointError, PredictError) as err:
+    except (CheckpointError, ModelNotFoundError, PredictError, ImageError, RuntimeError) as err:
         print(f"ig_llm predict: {err}", file=sys.stderr)
         return 2
     write_json_atomic(args.out, {"model": str(args.model or "default"), "scenes": records})

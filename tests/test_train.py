@@ -1,0 +1,148 @@
+"""Training pipeline on a tiny drawn dataset: pack, stage 1 + 2, predict, evaluate,
+resume after SIGKILL (bit-identical weights), DDP with 2 CPU processes (gloo)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from ig_llm.cli import main as cli_main  # noqa: E402
+from ig_llm.training.dataset import (DatasetError, PackSource, StepBatches, open_source, pack,  # noqa: E402
+                                     stream_index)
+from ig_llm.training.synthetic import make_synthetic_dataset  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+# a very small model: 64 px images (16 patch tokens), 2-layer tower, 2-layer LM of width 64
+TINY = ["--set", "image_size=64", "--set", "vision_width=64", "--set", "vision_layers=2",
+        "--set", "vision_heads=2", "--set", "lm_hidden=64", "--set", "lm_layers=2",
+        "--set", "lm_intermediate=128", "--set", "storage_dtype=float32"]
+COMMON = ["--threads", "1", "--quiet", "--workers", "0", "--log-every", "5", *TINY]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_synthetic_dataset(tmp_path_factory.mktemp("data") / "train", 24, seed=3, width=96, height=64)
+
+
+def _env():
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return env
+
+
+def _state(run: Path):
+    """fp32 model tensors of the last training checkpoint of a run."""
+    last = sorted((run / "checkpoints").glob("step_*"))[-1]
+    return last.name, torch.load(last / "state.pt", weights_only=False)["model"]
+
+
+def test_pack_and_step_batches(data, tmp_path):
+    stats = pack([data], tmp_path / "train.npz")
+    assert stats["images"] == 24 and stats["bytes"] < 24 * 20_000
+    packed, folder = open_source(tmp_path / "train.npz"), open_source(data)
+    assert isinstance(packed, PackSource) and len(packed) == len(folder) == 24
+    for i in (0, 23):
+        assert packed.image(i).size == folder.image(i).size == (96, 64)
+        a, b = packed.scene(i).objects, folder.scene(i).objects
+        assert [o.shape for o in a] == [o.shape for o in b]
+        assert all(abs(x - y) < 1e-5 for oa, ob in zip(a, b) for x, y in zip(oa.loc, ob.loc))
+    with pytest.raises(DatasetError, match="must end in"):
+        pack([data], tmp_path / "train.tar")
+    with pytest.raises(DatasetError, match="does not exist"):
+        open_source(tmp_path / "missing.npz")
+    # data order: a pure function of (seed, step); two ranks split each global batch
+    one = StepBatches(24, 4, seed=7, start=0, stop=12)
+    r0, r1 = (StepBatches(24, 2, seed=7, start=5, stop=12, rank=r, world=2) for r in (0, 1))
+    for step in range(5, 12):
+        assert one.batch(step) == r0.batch(step) + r1.batch(step)
+        assert [i for _, i in one.batch(step)] == [stream_index(step * 4 + k, 24, 7) for k in range(4)]
+    epoch0 = sorted(i for s in range(6) for _, i in one.batch(s))
+    assert epoch0 == list(range(24))   # every image once per epoch
+
+
+def test_train_predict_evaluate_end_to_end(data, tmp_path, capsys):
+    torch.set_num_threads(1)
+    run = tmp_path / "run"
+    rc = cli_main(["train", "--data", str(data), "--out", str(run), "--stage", "both",
+                   "--stage1-steps", "3", "--stage1-batch-size", "8", "--steps", "8", "--batch-size", "4",
+                   "--save-every", "4", "--lr", "2e-3", *COMMON])
+    assert rc == 0
+    assert (run / "stage1" / "vision.safetensors").is_file()
+    for f in ("config.json", "model.safetensors", "tokenizer.json", "card.md"):
+        assert (run / "model" / f).is_file()
+    card = (run / "model" / "card.md").read_text()
+    assert "24 images" in card and "steps: 8" in card
+    log = (run / "train.log").read_text()
+    assert "stage 1 step 3/3" in log and "step 8/8" in log and "eta" in log
+    # the stage 1 tower is what the stage 2 model started from (frozen: still equal)
+    from safetensors.torch import load_file
+    tower = load_file(str(run / "stage1" / "vision.safetensors"))
+    trained = load_file(str(run / "model" / "model.safetensors"))
+    key = next(k for k in tower if k.endswith("conv1.weight"))
+    assert torch.equal(tower[key], trained["vision." + key].float())
+
+    pred = tmp_path / "pred.json"
+    assert cli_main(["predict", str(data / "images"), "--model", str(run / "model"), "--out", str(pred),
+                     "--device", "cpu", "--batch-size", "8", "--quiet"]) == 0
+    scenes = json.loads(pred.read_text())["scenes"]
+    assert len(scenes) == 24 and scenes[0]["image_filename"] == "CLEVR_synthetic_000000.png"
+    assert "program" in scenes[0]
+    for o in (o for s in scenes for o in s["objects"]):
+        assert set(o) >= {"shape", "size", "material", "color", "3d_coords", "rotation"}
+    out = tmp_path / "metrics.json"
+    assert cli_main(["evaluate", "--truth", str(data / "scenes.json"), "--pred", str(pred), "--out", str(out)]) == 0
+    summary = json.loads(out.read_text())["summary"]
+    assert summary["scenes"] == 24 and 0.0 <= summary["count_acc"] <= 1.0
+    capsys.readouterr()
+
+    # a second run into the same folder must not silently overwrite it
+    assert cli_main(["train", "--data", str(data), "--out", str(run), "--steps", "8", *COMMON]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert cli_main(["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r2"), *COMMON]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_resume_after_sigkill_gives_identical_weights(data, tmp_path):
+    torch.set_num_threads(1)
+    args = ["--data", str(data), "--steps", "40", "--batch-size", "8", "--save-every", "4", *COMMON]
+    # uninterrupted reference, in process
+    assert cli_main(["train", "--out", str(tmp_path / "ref"), *args]) == 0
+    # the same run in a subprocess, SIGKILLed as soon as its first checkpoint lands
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "ig_llm", "train", "--out", str(killed), *args],
+                            cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not list((killed / "checkpoints").glob("step_*")):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    assert not (killed / "model").exists()                    # it really was cut short
+    stopped_at = _state(killed)[0]
+    assert cli_main(["train", "--out", str(killed), "--resume", *args]) == 0
+    assert "resumed from" in (killed / "train.log").read_text()
+    name_a, a = _state(tmp_path / "ref")
+    name_b, b = _state(killed)
+    assert name_a == name_b == "step_0000040" and stopped_at != name_b
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "ref" / "model" / "model.safetensors").read_bytes() == \
+        (killed / "model" / "model.safetensors").read_bytes()
+
+
+def test_ddp_two_cpu_processes(data, tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "ig_llm", "train", "--data", str(data), "--out", str(run), "--stage", "both",
+           "--stage1-steps", "2", "--stage1-batch-size", "4", "--steps", "4", "--batch-size", "2",
+           "--save-every", "2", *COMMON]
+    res = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (run / "model" / "model.safetensors").is_file()
+    last = run / "checkpoints" / "step_0000004"
+    assert (last / "rng_rank0.pt").is_file() and (last / "rng_rank1.pt").is_file()
+    assert "x 2 process(es)" in (run / "train.log").read_text()
