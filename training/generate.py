@@ -149,7 +149,7 @@ def _remove_stale_temps(out: Path) -> None:
     """Temp files of killed runs (a live worker's are young; leave those alone)."""
     now = time.time()
     for sub in ("images", "labels"):
-        for p in (out / sub).glob(".*.tmp-*"):
+        for p in (out / sub).glob(".*"):
             try:
                 if now - p.stat().st_mtime > STALE_TMP_S:
                     p.unlink()

@@ -100,6 +100,34 @@ def _no_metadata(scene) -> None:
                 pass
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_META_CHUNKS = {b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME", b"pHYs"}
+
+
+def strip_png_metadata(path: str, dest: str | None = None) -> None:
+    """Copy a PNG without its text/time chunks to `dest` (default: in place), atomically,
+    and remove `path` if it differs. Cycles stamps render times into every PNG it writes
+    (whatever the stamp settings), which would make equal images differ."""
+    dest = dest or path
+    data = open(path, "rb").read()
+    if not data.startswith(_PNG_SIGNATURE):
+        raise ValueError(f"{path} is not a PNG file")
+    out, pos = [_PNG_SIGNATURE], len(_PNG_SIGNATURE)
+    while pos < len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        end = pos + 12 + length                    # length, type, data, CRC
+        if data[pos + 4:pos + 8] not in _PNG_META_CHUNKS:
+            out.append(data[pos:end])
+        pos = end
+    head, name = os.path.split(dest)
+    tmp = os.path.join(head, f".{name}.strip-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(b"".join(out))
+    os.replace(tmp, dest)
+    if dest != path:
+        os.remove(path)
+
+
 def read_index_pass(path: str) -> np.ndarray:
     """Object Index EXR -> int array (height, width), row 0 at the image's TOP."""
     img = bpy.data.images.load(path, check_existing=False)
@@ -163,8 +191,12 @@ class Renderer:
         self.scene.cycles.seed = random.Random(f"{self.split}:{self.seed}:{sample.index}:cycles").randrange(2 ** 31)
         if os.path.exists(self.index_path):
             os.remove(self.index_path)
+        # render to a hidden temp file next to the target, then strip and move it in
+        head, name = os.path.split(png_path)
+        tmp = os.path.join(head, f".{name}.render-{os.getpid()}.png")
         with (quiet_stdout() if self.quiet else _null()):
-            stage.render_to(png_path, scene=self.scene)
+            stage.render_to(tmp, scene=self.scene)
+        strip_png_metadata(tmp, png_path)
         return read_index_pass(self.index_path)
 
     def render_index(self, index: int, png_path: str) -> dict:
