@@ -112,7 +112,7 @@ def test_pixel_coords_land_on_their_objects(tmp_path):
 
 
 def _args(out, **kw):
-    base = dict(condition="A", count=4, size="64x48", samples=4, out=str(out), workers=1, threads=None,
+    base = dict(condition="A", count=4, size="64x48", samples=4, bounces=4, out=str(out), workers=1, threads=None,
                 seed=0, split=None, shard="0/1", resume=False, min_pixels=None, domain="clevr",
                 no_progress=True, worker=False)
     base.update(kw)

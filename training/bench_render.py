@@ -18,37 +18,40 @@ import sys
 import tempfile
 import time
 
-# (name, width, height, samples): the training default comes from generate.py
-CLEVR_ORIGINAL = ("CLEVR original (reference)", 320, 240, 512)
+# (name, width, height, samples, max bounces); the original had no adaptive sampling
+CLEVR_ORIGINAL = ("CLEVR original (reference)", 320, 240, 512, 12)
 
 
 def settings(images: int, reference_images: int) -> list[dict]:
-    from .generate import DEFAULT_SAMPLES, DEFAULT_SIZE, DEFAULT_WORKERS, parse_size
+    from .generate import DEFAULT_BOUNCES, DEFAULT_SAMPLES, DEFAULT_SIZE, DEFAULT_WORKERS, parse_size
     w, h = parse_size(DEFAULT_SIZE)
     cores = os.cpu_count() or 1
     k = DEFAULT_WORKERS
+    train = {"samples": DEFAULT_SAMPLES, "bounces": DEFAULT_BOUNCES, "adaptive": 1,
+             "workers": k, "threads": max(1, cores // k)}
     return [
-        {"name": "training default", "width": w, "height": h, "samples": DEFAULT_SAMPLES,
-         "workers": k, "threads": max(1, cores // k), "images": images},
-        {"name": "training default, 1 process", "width": w, "height": h, "samples": DEFAULT_SAMPLES,
+        {"name": "training default", "width": w, "height": h, **train, "images": images},
+        {"name": "training default, 1 process", "width": w, "height": h, **train,
          "workers": 1, "threads": cores, "images": images},
-        {"name": "480x320 (CLEVR v1.0 size)", "width": 480, "height": 320, "samples": DEFAULT_SAMPLES,
-         "workers": k, "threads": max(1, cores // k), "images": max(2, images // 3)},
+        {"name": "480x320 (CLEVR v1.0 size)", "width": 480, "height": 320, **train,
+         "images": max(2, images // 4)},
         {"name": CLEVR_ORIGINAL[0], "width": CLEVR_ORIGINAL[1], "height": CLEVR_ORIGINAL[2],
-         "samples": CLEVR_ORIGINAL[3], "workers": k, "threads": max(1, cores // k),
-         "images": reference_images},
+         "samples": CLEVR_ORIGINAL[3], "bounces": CLEVR_ORIGINAL[4], "adaptive": 0,
+         "workers": k, "threads": max(1, cores // k), "images": reference_images},
     ]
 
 
 # ---------------------------------------------------------------------------------------
 # child: one worker process
 # ---------------------------------------------------------------------------------------
-def child(width: int, height: int, samples: int, threads: int, images: int, offset: int) -> None:
+def child(width: int, height: int, samples: int, bounces: int, adaptive: int, threads: int,
+          images: int, offset: int) -> None:
     """Set up, warm up, wait for 'go' on stdin, render `images`, print a JSON result."""
     from .render import Renderer, quiet_stdout
     out = tempfile.mkdtemp(prefix="ig_llm_bench_")
     with quiet_stdout():
-        r = Renderer(width, height, samples, condition="A", seed=12345, split="bench", threads=threads)
+        r = Renderer(width, height, samples, condition="A", seed=12345, split="bench", threads=threads,
+                     max_bounces=bounces, adaptive=bool(adaptive))
         r.render_index(offset, os.path.join(out, "warmup.png"))
     print("READY", flush=True)
     sys.stdin.readline()
@@ -71,7 +74,8 @@ def measure(cfg: dict) -> dict:
     procs = []
     for j in range(cfg["workers"]):
         argv = [sys.executable, "-m", f"{__package__}.bench_render", "--child", str(cfg["width"]), str(cfg["height"]),
-                str(cfg["samples"]), str(cfg["threads"]), str(cfg["images"]), str(1000 * j)]
+                str(cfg["samples"]), str(cfg["bounces"]), str(cfg["adaptive"]), str(cfg["threads"]),
+                str(cfg["images"]), str(1000 * j)]
         procs.append(subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.DEVNULL, text=True, env=_child_env()))
     for p in procs:                     # barrier: everyone is warm
@@ -102,13 +106,15 @@ def _child_env() -> dict:
 
 def table(rows: list[dict]) -> str:
     ref = next((r for r in rows if r["name"] == CLEVR_ORIGINAL[0]), None)
-    head = f"| setting | size | samples | workers x threads | images | s/image | images/s | re-renders | speed-up vs CLEVR |"
-    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    head = ("| setting | size | samples | bounces | workers x threads | images | s/image | images/s "
+            "| CPU s/image | re-renders/image | speed-up vs CLEVR |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         speed = f"{ref['s_per_image'] / r['s_per_image']:.0f}x" if ref else "-"
-        lines.append(f"| {r['name']} | {r['width']}x{r['height']} | {r['samples']} | "
+        lines.append(f"| {r['name']} | {r['width']}x{r['height']} | {r['samples']} | {r['bounces']} | "
                      f"{r['workers']} x {r['threads']} | {r['total_images']} | {r['s_per_image']:.3f} | "
-                     f"{r['images_per_s']:.2f} | {r['renders_per_image'] - 1:.2f} | {speed} |")
+                     f"{r['images_per_s']:.2f} | {r['cpu_s_per_image']:.3f} | "
+                     f"{r['renders_per_image'] - 1:.2f} | {speed} |")
     return "\n".join(lines)
 
 
@@ -117,11 +123,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference-images", type=int, default=1,
                         help="images per worker at the CLEVR original setting (slow: ~40 s each; default 1)")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    parser.add_argument("--skip-reference", action="store_true", help="leave out the slow CLEVR original setting")
 
 
 def main(args) -> int:
     rows = []
     for cfg in settings(args.images, args.reference_images):
+        if args.skip_reference and cfg["name"] == CLEVR_ORIGINAL[0]:
+            continue
         print(f"measuring {cfg['name']} ...", file=sys.stderr, flush=True)
         rows.append(measure(cfg))
     import platform
@@ -136,8 +145,7 @@ def main(args) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        w, h, s, t, n, off = (int(v) for v in sys.argv[2:8])
-        child(w, h, s, t, n, off)
+        child(*(int(v) for v in sys.argv[2:10]))
     else:
         p = argparse.ArgumentParser()
         add_arguments(p)

@@ -33,10 +33,12 @@ from .sampler import image_name, shard_indices
 # Default training setting, chosen by measurement on a 2-core machine (docs/dataset.md):
 # CLEVR's 3:2 aspect at 2/5 scale, few samples, no denoiser.
 DEFAULT_SIZE = "192x128"
-DEFAULT_SAMPLES = 16
+DEFAULT_SAMPLES = 12
+DEFAULT_BOUNCES = 4
 DEFAULT_WORKERS = 2
 BLENDER_COMMAND_ID = "ig_llm"       # `blender --command ig_llm generate ...`
-MANIFEST_KEYS = ("condition", "count", "width", "height", "samples", "seed", "split", "domain", "min_pixels")
+MANIFEST_KEYS = ("condition", "count", "width", "height", "samples", "max_bounces", "seed", "split",
+                 "domain", "min_pixels")
 STALE_TMP_S = 600                   # temp files older than this are left-overs of a killed run
 
 
@@ -51,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default=DEFAULT_SIZE, help=f"WxH in pixels (default {DEFAULT_SIZE}; CLEVR: 480x320)")
     parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
                         help=f"Cycles samples per pixel (default {DEFAULT_SAMPLES}; CLEVR: 512)")
+    parser.add_argument("--bounces", type=int, default=DEFAULT_BOUNCES,
+                        help=f"Cycles max light bounces (default {DEFAULT_BOUNCES}; CLEVR: 12)")
     parser.add_argument("--out", required=True, help="output folder (new or empty, or --resume)")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                         help=f"parallel Blender processes (default {DEFAULT_WORKERS})")
@@ -103,12 +107,15 @@ def settings_from_args(args) -> dict:
         raise GenerateError(f"--count {args.count} must be at least 1.")
     if args.samples < 1:
         raise GenerateError(f"--samples {args.samples} must be at least 1.")
+    if args.bounces < 0:
+        raise GenerateError(f"--bounces {args.bounces} must be 0 or more.")
     w, h = parse_size(args.size)
     split = args.split or default_split(args.condition)
     if not split.replace("-", "").replace("_", "").isalnum():
         raise GenerateError(f"--split {split!r} may only contain letters, digits, '-' and '_'.")
     return {"condition": args.condition, "count": args.count, "width": w, "height": h,
-            "samples": args.samples, "seed": args.seed, "split": split, "domain": args.domain,
+            "samples": args.samples, "max_bounces": args.bounces, "seed": args.seed, "split": split,
+            "domain": args.domain,
             "min_pixels": args.min_pixels if args.min_pixels is not None else default_min_pixels(w, h)}
 
 
@@ -173,7 +180,8 @@ def write_scenes_json(out: Path, settings: dict) -> int:
             continue
     info = {"split": settings["split"], "condition": settings["condition"], "seed": settings["seed"],
             "count": settings["count"], "complete": len(scenes), "width": settings["width"],
-            "height": settings["height"], "samples": settings["samples"], "generator": "ig_llm generate",
+            "height": settings["height"], "samples": settings["samples"],
+            "max_bounces": settings["max_bounces"], "generator": "ig_llm generate",
             "rotation_units": "radians, as applied in Blender"}
     write_json_atomic(out / "scenes.json", {"info": info, "scenes": scenes})
     return len(scenes)
@@ -191,7 +199,7 @@ def render_indices(out: Path, settings: dict, indices: list[int], threads: int |
     renderer = Renderer(settings["width"], settings["height"], settings["samples"],
                         domain=load_domain(settings["domain"]), condition=settings["condition"],
                         seed=settings["seed"], split=settings["split"], threads=threads,
-                        min_pixels=settings["min_pixels"])
+                        min_pixels=settings["min_pixels"], max_bounces=settings["max_bounces"])
     parent = os.getppid()
     try:
         for i in indices:
@@ -213,6 +221,7 @@ def _worker_argv(args, settings: dict, shard: int, num_shards: int, threads: int
     opts = ["generate", "--worker", "--no-progress", "--resume", "--out", str(args.out),
             "--condition", settings["condition"], "--count", str(settings["count"]),
             "--size", f"{settings['width']}x{settings['height']}", "--samples", str(settings["samples"]),
+            "--bounces", str(settings["max_bounces"]),
             "--seed", str(settings["seed"]), "--split", settings["split"], "--domain", settings["domain"],
             "--min-pixels", str(settings["min_pixels"]), "--shard", f"{shard}/{num_shards}",
             "--threads", str(threads), "--workers", "1"]

@@ -1,0 +1,35 @@
+"""`ig_llm bench render` (dataset rendering speed) and `ig_llm bench model` (model speed).
+
+Each target lives in its own module with ``add_arguments(parser)`` / ``main(args)``,
+imported only when that target runs: `bench render` needs bpy, `bench model` needs torch
+(`model/bench.py`, written by the model side).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+
+TARGETS = {
+    "render": ("training.bench_render", "seconds per image / images per second of dataset renders"),
+    "model": ("model.bench", "speed of the IG-LLM model"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", choices=sorted(TARGETS), help="; ".join(f"{k}: {v[1]}" for k, v in TARGETS.items()))
+    # the target's own options are parsed by its module, once it is imported
+    parser.add_argument("options", nargs=argparse.REMAINDER, help="options of the target (see `bench TARGET --help`)")
+
+
+def main(args) -> int:
+    module_name, hlp = TARGETS[args.target]
+    root = __package__.rsplit(".", 1)[0]
+    try:
+        module = importlib.import_module(f"{root}.{module_name}")
+    except ImportError as err:
+        print(f"ig_llm bench {args.target}: cannot run here ({err}); install the missing package or "
+              f"use the environment that has it.")
+        return 2
+    parser = argparse.ArgumentParser(prog=f"ig_llm bench {args.target}", description=hlp)
+    module.add_arguments(parser)
+    return int(module.main(parser.parse_args(args.options)) or 0)
