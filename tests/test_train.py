@@ -13,8 +13,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from ig_llm.cli import main as cli_main  # noqa: E402
-from ig_llm.training.dataset import (DatasetError, PackSource, StepBatches, open_source, pack,  # noqa: E402
-                                     stream_index)
+from ig_llm.training.dataset import (DatasetError, PackSource, SceneDataset, StepBatches,  # noqa: E402
+                                     open_source, pack, stream_index)
 from ig_llm.training.synthetic import make_synthetic_dataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +51,9 @@ def test_pack_and_step_batches(data, tmp_path):
         a, b = packed.scene(i).objects, folder.scene(i).objects
         assert [o.shape for o in a] == [o.shape for o in b]
         assert all(abs(x - y) < 1e-5 for oa, ob in zip(a, b) for x, y in zip(oa.loc, ob.loc))
+    # the RAM cache gives exactly the floats of decoding + preprocessing each time
+    plain, cached = SceneDataset(packed, 64), SceneDataset(packed, 64, cache=True)
+    assert all(torch.equal(plain[i][1], cached[(0, i)][1]) for i in (0, 5, 23))
     with pytest.raises(DatasetError, match="must end in"):
         pack([data], tmp_path / "train.tar")
     with pytest.raises(DatasetError, match="does not exist"):

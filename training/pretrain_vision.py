@@ -190,7 +190,7 @@ def run_stage1(args) -> Path | None:
     if ckpts and not args.resume:
         raise TrainError(f"{run_dir} already has stage 1 checkpoints; pass --resume or pick a new --out.")
     if ckpts:
-        start = load_training_checkpoint(ckpts[-1], model, opt, sched, dist, device)
+        start, _ = load_training_checkpoint(ckpts[-1], model, opt, sched, dist, device)
         log(f"stage 1: resumed from {ckpts[-1]} at step {start}")
     else:
         torch.manual_seed(args.seed * 1000 + dist.rank)
@@ -207,7 +207,7 @@ def run_stage1(args) -> Path | None:
             f"{dist.world} process(es); device {hardware(device)}")
     # --stop-at is a stage 2 option unless stage 1 runs alone
     stop = steps if (args.stop_at is None or args.stage != "1") else min(steps, args.stop_at)
-    loader = DataLoader(SceneDataset(source, config.image_size),
+    loader = DataLoader(SceneDataset(source, config.image_size, cache=args.cache_images, workers=args.workers),
                         batch_sampler=StepBatches(len(source), bsz, args.seed + 1, start, stop, dist.rank, dist.world),
                         num_workers=args.workers, collate_fn=CaptionCollator(vocab, mode, context),
                         pin_memory=device.type == "cuda", generator=torch.Generator(),

@@ -62,12 +62,16 @@ def add_arguments(parser) -> None:
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field (JSON value), e.g. --set lm_layers=6")
     g = parser.add_argument_group("optimisation (stage 2)")
-    g.add_argument("--steps", type=int, default=2000, help="optimiser steps (default 2000)")
+    g.add_argument("--steps", type=int, help="optimiser steps (default 2000; with --time-budget: an upper bound)")
     g.add_argument("--batch-size", type=int, default=32, help="images per step per process (default 32)")
     g.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
     g.add_argument("--head-lr", type=float, help="numeric head learning rate (default: --lr)")
     g.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default 0, as the paper)")
     g.add_argument("--warmup", type=float, default=0.03, help="warm-up fraction of the steps (default 0.03)")
+    g.add_argument("--warmup-steps", type=int, help="warm-up steps (overrides --warmup; default 100 with --time-budget)")
+    g.add_argument("--time-budget", type=float, metavar="MIN",
+                   help="choose the step count so stage 2 ends after about MIN minutes (pace measured over "
+                        "steps 5-30; --steps is then an upper bound); the count is logged and checkpointed")
     g.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (default 1.0)")
     g.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
     g = parser.add_argument_group("stage 1 (visual tower)")
@@ -81,6 +85,8 @@ def add_arguments(parser) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:0 ... (default auto)")
     g.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (default 2; 0 = in process)")
+    g.add_argument("--cache-images", action="store_true",
+                   help="decode + preprocess every image once into RAM (uint8; 1 GB per 9000 images at 192 px)")
     g.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps (default 500)")
     g.add_argument("--log-every", type=int, default=20, help="log every N steps (default 20)")
     g.add_argument("--keep", type=int, default=2, help="checkpoints kept (default 2)")
@@ -111,9 +117,13 @@ def main(args) -> int:
 
 
 def _validate(args) -> None:
+    if args.steps is None:
+        args.steps = 10 ** 7 if args.time_budget else 2000   # with a budget, the budget decides
     for name in ("steps", "batch_size", "save_every", "log_every", "stage1_steps", "stage1_batch_size"):
         if getattr(args, name) < 1:
             raise TrainError(f"--{name.replace('_', '-')} must be at least 1.")
+    if args.time_budget is not None and args.time_budget <= 0:
+        raise TrainError("--time-budget must be a positive number of minutes.")
     if args.vision_weights and not Path(args.vision_weights).is_file():
         raise TrainError(f"Vision weights {args.vision_weights} do not exist; run stage 1 (--stage 1) "
                          "or pass the right file.")
@@ -220,7 +230,7 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def make_optimizer(model, lr: float, head_lr: float, weight_decay: float, total: int, warmup: int):
+def make_optimizer(model, lr: float, head_lr: float, weight_decay: float, plan):
     """AdamW with two groups (numeric head / the rest) and the warm-up + cosine schedule."""
     import torch
     head, rest = [], []
@@ -231,7 +241,8 @@ def make_optimizer(model, lr: float, head_lr: float, weight_decay: float, total:
         raise TrainError("The model has no trainable parameters; check --train-vision and the preset.")
     groups = [{"params": rest, "lr": lr}] + ([{"params": head, "lr": head_lr}] if head else [])
     opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.999))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warmup))
+    # the lambda reads plan.total at every step: --time-budget may set it after calibration
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: plan.factor(s))
     return opt, sched
 
 
@@ -283,7 +294,7 @@ def load_training_checkpoint(path: Path, model, opt, sched, dist: Dist, device) 
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     set_rng_state(torch.load(path / f"rng_rank{dist.rank}.pt", weights_only=False))
-    return int(state["step"])
+    return int(state["step"]), state.get("meta", {})
 
 
 def _unwrap(model):
@@ -385,6 +396,40 @@ def make_tokenizer(config):
     return ProgramTokenizer.from_hf(config.lm_path) if config.lm_path else ProgramTokenizer.build(config.domain)
 
 
+CALIBRATE = (5, 30)   # --time-budget: steps whose pace sets the total (after warm-up noise)
+
+
+class Plan:
+    """The step count of a run: fixed by --steps, or chosen once by --time-budget from the
+    measured pace. Picklable-free on purpose: the LR lambda reads it by reference."""
+
+    def __init__(self, total: int, warmup: int, fixed: bool):
+        self.total, self.warmup, self.fixed = total, warmup, fixed
+
+    def factor(self, step: int) -> float:
+        return lr_factor(step, self.total, self.warmup)
+
+
+def make_plan(args) -> Plan:
+    if args.time_budget:
+        warmup = args.warmup_steps if args.warmup_steps is not None else 100
+        # until the pace is known, the horizon is --steps (an upper bound); warm-up does
+        # not depend on it, and calibration ends before warm-up does
+        return Plan(args.steps, max(warmup, CALIBRATE[1] + 1), fixed=False)
+    warmup = args.warmup_steps if args.warmup_steps is not None else int(round(args.warmup * args.steps))
+    return Plan(args.steps, warmup, fixed=True)
+
+
+def broadcast_int(value: int, dist: Dist, device) -> int:
+    if dist.world == 1:
+        return value
+    import torch
+    import torch.distributed as tdist
+    t = torch.tensor([value], dtype=torch.long, device=device)
+    tdist.broadcast(t, src=0)
+    return int(t.item())
+
+
 def train_program(args) -> Path:
     """Stage 2. Returns RUN_DIR/model."""
     import torch
@@ -395,6 +440,7 @@ def train_program(args) -> Path:
     from ..model.igllm import IGLLM
     from .dataset import SceneDataset, StepBatches, open_sources
 
+    t_start = time.time()
     run_dir = Path(args.out)
     dist, device = setup_distributed(args.device)
     if args.threads:
@@ -404,6 +450,9 @@ def train_program(args) -> Path:
     final_dir = run_dir / "model"
     if (final_dir / "config.json").is_file() and not args.resume:
         raise TrainError(f"{final_dir} already holds a finished model; pick another --out or pass --resume.")
+    if (final_dir / "config.json").is_file():
+        log(f"stage 2: {final_dir} exists, skipped")
+        return final_dir
 
     config = build_config(args)
     seed_all(args.seed)
@@ -413,16 +462,17 @@ def train_program(args) -> Path:
     n_train = len(source)
 
     head_lr = args.head_lr if args.head_lr is not None else args.lr
-    warmup = int(round(args.warmup * args.steps))
-    opt, sched = make_optimizer(model, args.lr, head_lr, args.weight_decay, args.steps, warmup)
+    plan = make_plan(args)
+    opt, sched = make_optimizer(model, args.lr, head_lr, args.weight_decay, plan)
 
     start = 0
     ckpts = checkpoint_dirs(run_dir)
     if ckpts and not args.resume:
         raise TrainError(f"{run_dir} already has checkpoints; pass --resume to continue or pick a new --out.")
     if args.resume and ckpts:
-        start = load_training_checkpoint(ckpts[-1], model, opt, sched, dist, device)
-        log(f"resumed from {ckpts[-1]} at step {start}")
+        start, meta_in = load_training_checkpoint(ckpts[-1], model, opt, sched, dist, device)
+        plan.total, plan.warmup, plan.fixed = meta_in["plan"]
+        log(f"resumed from {ckpts[-1]} at step {start} of {plan.total}")
     else:
         # model init is identical on every rank (same seed); dropout streams differ per rank
         torch.manual_seed(args.seed * 1000 + dist.rank)
@@ -434,16 +484,22 @@ def train_program(args) -> Path:
 
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total_params = sum(p.numel() for p in model.parameters())
-    meta = {"args": {k: v for k, v in vars(args).items() if k != "func"}, "n_train": n_train}
     if start == 0:
+        steps_txt = f"{plan.total} steps" if plan.fixed else f"steps to fit {args.time_budget:g} min"
         log(f"stage 2: {n_train} images from {', '.join(map(str, args.data))}; preset {args.preset}, "
             f"numbers {args.numbers}, vision {'trainable' if args.train_vision else 'frozen'}; "
-            f"{total_params / 1e6:.2f} M params ({trainable / 1e6:.2f} M trainable); {args.steps} steps x "
+            f"{total_params / 1e6:.2f} M params ({trainable / 1e6:.2f} M trainable); {steps_txt} x "
             f"{args.batch_size} x {dist.world} process(es); device {hardware(device)}")
 
-    stop = args.steps if args.stop_at is None else min(args.steps, args.stop_at)
-    dataset = SceneDataset(source, config.image_size)
-    sampler = StepBatches(n_train, args.batch_size, args.seed, start, stop, dist.rank, dist.world)
+    t_cache = time.time()
+    dataset = SceneDataset(source, config.image_size, cache=args.cache_images, workers=args.workers)
+    if args.cache_images:
+        log(f"images cached in RAM in {time.time() - t_cache:.1f} s")
+
+    def stop_step() -> int:
+        return plan.total if args.stop_at is None else min(plan.total, args.stop_at)
+
+    sampler = StepBatches(n_train, args.batch_size, args.seed, start, stop_step(), dist.rank, dist.world)
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=args.workers,
                         collate_fn=Collator(tokenizer, config, args.seed, dist.rank),
                         pin_memory=device.type == "cuda",
@@ -452,11 +508,13 @@ def train_program(args) -> Path:
                         persistent_workers=False, prefetch_factor=4 if args.workers > 0 else None)
     use_bf16 = args.bf16 and device.type == "cuda"
     model.train()
-    t0, step, stopped_early = time.time(), start, False
-    bar = tqdm(total=args.steps, initial=start, desc="train", unit="step",
+    step, stopped_early = start, False
+    bar = tqdm(total=plan.total, initial=start, desc="train", unit="step",
                disable=args.quiet or not dist.main, file=sys.stderr, dynamic_ncols=True)
-    run_t0, window = time.time(), []
+    run_t0, window, t_cal = time.time(), [], None
     for batch in loader:
+        if step >= stop_step():          # the plan shrank after calibration
+            break
         batch = to_device(batch, device)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
             out = wrapped(batch)
@@ -471,32 +529,45 @@ def train_program(args) -> Path:
         step += 1
         window.append((float(loss.detach()), _f(out.get("ce")), _f(out.get("mse"))))
         bar.update(1)
-        if step % args.log_every == 0 or step == stop:
+        if not plan.fixed and step - start == CALIBRATE[0]:
+            t_cal = time.time()
+        if not plan.fixed and step - start == CALIBRATE[1]:
+            pace = (time.time() - t_cal) / (CALIBRATE[1] - CALIBRATE[0])      # s per step
+            left = 60 * args.time_budget - (time.time() - t_start)
+            total = min(args.steps, max(step + 1, step + int(0.97 * left / pace)))
+            plan.total = broadcast_int(total, dist, device)
+            plan.fixed = True
+            sampler.stop = stop_step()
+            bar.total = plan.total
+            log(f"--time-budget {args.time_budget:g} min: {pace * 1000:.1f} ms/step -> {plan.total} steps "
+                f"(warm-up {plan.warmup})")
+        if step % args.log_every == 0 or step == stop_step():
             el = time.time() - run_t0
             rate = (step - start) / max(el, 1e-9)
             losses = [sum(w[i] for w in window) / len(window) for i in range(3)]
             bar.set_postfix(loss=f"{losses[0]:.4f}", ce=f"{losses[1]:.4f}", mse=f"{losses[2]:.4f}")
-            log(f"step {step}/{args.steps} loss {losses[0]:.4f} ce {losses[1]:.4f} mse {losses[2]:.5f} "
+            log(f"step {step}/{plan.total} loss {losses[0]:.4f} ce {losses[1]:.4f} mse {losses[2]:.5f} "
                 f"lr {sched.get_last_lr()[0]:.2e} grad {float(grad_norm):.3f} "
                 f"{rate * args.batch_size * dist.world:.1f} img/s elapsed {fmt_time(el)} "
-                f"eta {fmt_time((args.steps - step) / max(rate, 1e-9))}")
+                f"eta {fmt_time((plan.total - step) / max(rate, 1e-9))}")
             window = []
-        out_of_time = args.max_minutes is not None and (time.time() - t0) > 60 * args.max_minutes
+        out_of_time = args.max_minutes is not None and (time.time() - t_start) > 60 * args.max_minutes
         out_of_time = any_rank(out_of_time, dist, device)
-        if step % args.save_every == 0 or step == stop or out_of_time:
+        meta = {"plan": (plan.total, plan.warmup, plan.fixed), "n_train": n_train}
+        if step % args.save_every == 0 or step == stop_step() or out_of_time:
             save_training_checkpoint(run_dir, step, wrapped, opt, sched, meta, dist, args.keep)
-        if out_of_time and step < args.steps:
+        if out_of_time and step < plan.total:
             log(f"--max-minutes reached: stopped at step {step} with a checkpoint; rerun with --resume")
             stopped_early = True
             break
     bar.close()
-    if step < args.steps and not stopped_early:
+    if step < plan.total and not stopped_early:
         log(f"stopped at step {step} (--stop-at); rerun with --resume to continue")
         stopped_early = True
     if not stopped_early and dist.main:
         elapsed = _elapsed_total(run_dir, time.time() - run_t0)
         card = make_card(args, config, n_train, step, elapsed, hardware(device), dist.world,
-                         total_params, trainable)
+                         total_params, trainable, warmup_steps=plan.warmup)
         save_checkpoint(model, final_dir, card)
         log(f"final model written to {final_dir} ({fmt_time(elapsed)} of training)")
     barrier(dist)
@@ -520,7 +591,7 @@ def _elapsed_total(run_dir: Path, this_run: float) -> float:
 
 
 def make_card(args, config, n_train: int, steps: int, seconds: float, hw: str, world: int,
-              total_params: int, trainable: int, metrics: dict | None = None) -> str:
+              total_params: int, trainable: int, metrics: dict | None = None, warmup_steps: int = 0) -> str:
     """card.md text for a stage-2 model."""
     data = ", ".join(str(d) for d in args.data)
     lines = [
@@ -530,8 +601,9 @@ def make_card(args, config, n_train: int, steps: int, seconds: float, hw: str, w
         f"- vision weights: `{args.vision_weights or 'random init'}`",
         f"- parameters: {total_params / 1e6:.2f} M ({trainable / 1e6:.2f} M trained in stage 2)",
         f"- data: {n_train} images ({data})",
-        f"- steps: {steps} x batch {args.batch_size} x {world} process(es); lr {args.lr:g}, "
-        f"head lr {args.head_lr if args.head_lr is not None else args.lr:g}, warm-up {args.warmup:g}, "
+        f"- steps: {steps} x batch {args.batch_size} x {world} process(es)"
+        f"{f' (chosen to fit a {args.time_budget:g}-minute budget)' if args.time_budget else ''}; lr {args.lr:g}, "
+        f"head lr {args.head_lr if args.head_lr is not None else args.lr:g}, warm-up {warmup_steps} steps, "
         f"cosine, clip {args.clip:g}, weight decay {args.weight_decay:g}, seed {args.seed}"
         f"{', bf16 autocast' if args.bf16 else ''}",
         f"- training time: {fmt_time(seconds)} on {hw}",
