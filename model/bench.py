@@ -1,0 +1,118 @@
+"""``ig_llm bench model``: image -> program latency of the tiny preset on this machine.
+
+Prints one markdown table: median / p90 seconds per image over N images with 10-object
+scenes, forward calls, tokens per scene, tokens/s and the process's peak memory, for
+constrained decoding (grammar + jump-forward) and plain greedy decoding.
+
+When no trained checkpoint is given (or the shipped default is absent), the model has
+random weights: latency depends on how many tokens are written, not on what they say,
+so each scene is forced to exactly 10 objects (constrained) or to the same number of
+tokens (unconstrained). The table says which weights were used.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import time
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-dir", default=None,
+                        help="checkpoint folder (default: the shipped model, else untrained tiny preset)")
+    parser.add_argument("--images", type=int, default=20, help="images to time per row (>= 20 recommended)")
+    parser.add_argument("--objects", type=int, default=10, help="objects per scene")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--batch", type=int, default=1, help="images per generate() call")
+    parser.add_argument("--no-char", action="store_true", help="skip the character-number row")
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _time_rows(model, images, objects: int, batch: int, constrained: bool, tokens: int | None):
+    import torch
+
+    from .decoding import generate
+
+    times, calls, toks = [], [], []
+    for i in range(0, len(images), batch):
+        px = torch.stack(images[i:i + batch])
+        stats: dict = {}
+        t0 = time.perf_counter()
+        if constrained:
+            generate(model, px, constrained=True, num_objects=objects, stats=stats)
+        else:
+            generate(model, px, constrained=False, max_new_tokens=tokens, stop_at_eos=False, stats=stats)
+        dt = time.perf_counter() - t0
+        times += [dt / len(px)] * len(px)
+        calls.append(stats["forward_calls"])
+        toks.append(stats["new_tokens"] / len(px))
+    return times, statistics.median(calls), statistics.median(toks)
+
+
+def run_bench(model_dir=None, n_images: int = 20, objects: int = 10, threads: int = 2, batch: int = 1,
+              char_row: bool = True) -> str:
+    import torch
+
+    from .batching import preprocess_image
+    from .checkpoint import load_checkpoint
+    from .igllm import IGLLM
+    from .inference import DEFAULT_MODEL_DIR
+    from .presets import make_config
+    from .tokenizer import ProgramTokenizer
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    if model_dir is None and (DEFAULT_MODEL_DIR / "config.json").is_file():
+        model_dir = DEFAULT_MODEL_DIR
+    if model_dir is not None:
+        model = load_checkpoint(model_dir)
+        weights = f"trained ({model_dir})"
+    else:
+        cfg = make_config("tiny")
+        model = IGLLM(cfg, ProgramTokenizer.build(cfg.domain)).eval()
+        weights = "untrained tiny preset (random weights; latency only)"
+    cfg = model.config
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    images = [preprocess_image(rng.integers(0, 256, (160, 240, 3), dtype=np.uint8), cfg.image_size)
+              for _ in range(n_images)]
+    # warm-up (first calls allocate)
+    from .decoding import generate
+    generate(model, images[0][None], num_objects=objects)
+
+    rows = []
+    t_c, calls_c, tok_c = _time_rows(model, images, objects, batch, True, None)
+    rows.append((f"constrained + jump-forward ({cfg.numbers} numbers)", t_c, calls_c, tok_c))
+    t_u, calls_u, tok_u = _time_rows(model, images, objects, batch, False, int(tok_c))
+    rows.append((f"unconstrained greedy ({cfg.numbers} numbers)", t_u, calls_u, tok_u))
+    if char_row and model_dir is None:
+        from dataclasses import replace
+        ccfg = replace(cfg, numbers="char")
+        torch.manual_seed(0)
+        cmodel = IGLLM(ccfg, model.tokenizer).eval()
+        generate(cmodel, images[0][None], num_objects=objects)
+        t_x, calls_x, tok_x = _time_rows(cmodel, images, objects, batch, True, None)
+        rows.append(("constrained + jump-forward (char numbers)", t_x, calls_x, tok_x))
+
+    n_params = sum(p.numel() for p in model.parameters()) / 1e6
+    out = [f"IG-LLM decoding benchmark: {weights}; {n_params:.1f} M parameters; "
+           f"{n_images} images, {objects}-object scenes, batch {batch}, torch threads {threads}",
+           "", "| decoding | median s/image | p90 s/image | forward calls | new tokens | tokens/s | peak RSS MB |",
+           "|---|---|---|---|---|---|---|"]
+    for name, times, calls, toks in rows:
+        med = statistics.median(times)
+        p90 = sorted(times)[max(0, int(round(0.9 * len(times))) - 1)]
+        out.append(f"| {name} | {med:.3f} | {p90:.3f} | {calls:.0f} | {toks:.0f} | {toks / med:.0f} | {_peak_mb():.0f} |")
+    return "\n".join(out)
+
+
+def main(args) -> int:
+    if args.images < 1 or args.objects < 0:
+        print("bench model: --images must be >= 1 and --objects >= 0.")
+        return 2
+    print(run_bench(args.model_dir, args.images, args.objects, args.threads, args.batch, not args.no_char))
+    return 0

@@ -1,0 +1,38 @@
+"""Shared helpers for the model tests: a very small config, random scenes and images."""
+from __future__ import annotations
+
+import random
+
+import torch
+
+from ig_llm.model.config import IGLLMConfig
+from ig_llm.scene.domain import load_domain
+from ig_llm.scene.program import Scene, SceneObject
+
+
+def micro_config(**overrides) -> IGLLMConfig:
+    """A model small enough to train in seconds on 2 CPU cores."""
+    fields = dict(vision_model="custom", image_size=32, patch_size=8, vision_width=64, vision_layers=2,
+                  vision_heads=2, vision_embed_dim=32, projector="mlp2x_gelu", lm_hidden=96, lm_layers=2,
+                  lm_heads=4, lm_intermediate=192, lm_max_positions=512, storage_dtype="float32")
+    fields.update(overrides)
+    return IGLLMConfig(**fields)
+
+
+def random_scene(rng: random.Random, n: int | None = None) -> Scene:
+    domain = load_domain("clevr")
+    n = rng.randint(1, 3) if n is None else n
+    objs = []
+    for _ in range(n):
+        shape = rng.choice(domain.values("shape"))
+        size = rng.choice(domain.values("size"))
+        objs.append(SceneObject(shape=shape, color=rng.choice(domain.values("color")),
+                                material=rng.choice(domain.values("material")), size=size,
+                                loc=(round(rng.uniform(-3, 3), 3), round(rng.uniform(-3, 3), 3), domain.scale(size)),
+                                rotation=round(rng.uniform(-0.78, 0.78), 3) if shape == "cube" else 0.0))
+    return Scene(objs)
+
+
+def random_images(n: int, size: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, size, size, generator=g)
