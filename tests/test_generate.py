@@ -135,3 +135,12 @@ def test_clear_errors(tmp_path, capsys):
     generate.prepare_out(tmp_path / "c", settings, resume=False)
     assert generate.main(_args(tmp_path / "c", resume=True, samples=8)) == 2
     assert "samples=4 there but 8 now" in capsys.readouterr().err
+
+
+def test_controller_never_imports_bpy(tmp_path):
+    """The parent only plans, watches and merges: bpy (0.4 GB) loads in the workers only."""
+    code = ("import sys; from argparse import Namespace; from ig_llm.training import generate as g; "
+            f"s = g.settings_from_args(Namespace(**{_args(tmp_path / 'x').__dict__!r})); "
+            f"g.prepare_out(g.Path({str(tmp_path / 'x')!r}), s, False); g.write_scenes_json(g.Path({str(tmp_path / 'x')!r}), s); "
+            "assert 'bpy' not in sys.modules and 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from .sampler import image_name, shard_indices
+from .sampler import default_min_pixels, image_name, shard_indices
 
 # Default training setting, chosen by measurement on a 2-core machine (docs/dataset.md):
 # CLEVR's 3:2 aspect at 2/5 scale, few samples, no denoiser.
@@ -39,6 +39,7 @@ DEFAULT_WORKERS = 2
 BLENDER_COMMAND_ID = "ig_llm"       # `blender --command ig_llm generate ...`
 MANIFEST_KEYS = ("condition", "count", "width", "height", "samples", "max_bounces", "seed", "split",
                  "domain", "min_pixels")
+LEGACY_DEFAULTS = {"max_bounces": 12}   # what runs used before the key was recorded
 STALE_TMP_S = 600                   # temp files older than this are left-overs of a killed run
 
 
@@ -102,7 +103,6 @@ def default_split(condition: str) -> str:
 
 def settings_from_args(args) -> dict:
     """The manifest: every setting that changes the dataset's content."""
-    from .render import default_min_pixels
     if args.count < 1:
         raise GenerateError(f"--count {args.count} must be at least 1.")
     if args.samples < 1:
@@ -141,6 +141,8 @@ def prepare_out(out: Path, settings: dict, resume: bool) -> None:
             old = json.loads(manifest_path.read_text())
         except (OSError, ValueError):
             raise GenerateError(f"{manifest_path} is unreadable; delete the folder or choose a new --out.") from None
+        for key, value in LEGACY_DEFAULTS.items():     # manifests written before a key existed
+            old.setdefault(key, value)
         diff = [f"{k}={old.get(k)!r} there but {settings[k]!r} now" for k in MANIFEST_KEYS if old.get(k) != settings[k]]
         if diff:
             raise GenerateError(f"{out} holds a different dataset ({'; '.join(diff)}); rerun with the same "
@@ -246,13 +248,12 @@ def run_workers(args, out: Path, settings: dict, shard: int, num_shards: int, to
         procs.append((subprocess.Popen(_worker_argv(args, settings, sub, n, threads),
                                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL),
                       log, sub, n))
-    pending = set(todo)
+    pending = {image_name(settings["split"], i, "json") for i in todo}
     labels = out / "labels"
     try:
         while True:
-            done = [i for i in pending if (labels / image_name(settings["split"], i, "json")).exists()]
-            for i in done:
-                pending.discard(i)
+            done = pending & set(os.listdir(labels))    # one directory read, not a stat per image
+            pending -= done
             if done and progress:
                 progress.update(len(done))
             codes = [p.poll() for p, *_ in procs]
@@ -263,7 +264,7 @@ def run_workers(args, out: Path, settings: dict, shard: int, num_shards: int, to
                                     f"{out / 'logs' / f'worker-{sub}-of-{n}.log'}, then rerun with --resume.")
             if all(c == 0 for c in codes):
                 break
-            time.sleep(0.25)
+            time.sleep(0.5)
     finally:
         for p, log, *_ in procs:
             if p.poll() is None:

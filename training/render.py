@@ -21,20 +21,14 @@ from ..scene import builder, stage
 from ..scene.camera import ground_directions, project
 from ..scene.domain import Domain, load_domain
 from ..scene.program import format_program, scene_to_clevr
-from .sampler import image_name, sample_image
+from .sampler import default_min_pixels, image_name, sample_image  # noqa: F401 (re-export)
 
 OBJECTS_COLLECTION = "CLEVR_objects"
-REFERENCE_AREA = 480 * 320          # CLEVR's min-pixel rule is stated at this size
 RELATION_EPS = 0.2                  # CLEVR's threshold for left/right/front/behind
 
 
 class VisibilityError(RuntimeError):
     """No attempt produced a scene whose objects are all visible enough."""
-
-
-def default_min_pixels(width: int, height: int, at_480x320: int = 200) -> int:
-    """CLEVR's 200 visible pixels at 480x320, scaled by image area (at least 1)."""
-    return max(1, round(at_480x320 * width * height / REFERENCE_AREA))
 
 
 @contextmanager

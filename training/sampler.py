@@ -124,3 +124,11 @@ def shard_indices(count: int, shard: int = 0, num_shards: int = 1) -> range:
 def image_name(split: str, index: int, ext: str = "png") -> str:
     """CLEVR's file names: CLEVR_{split}_{index:06d}.{ext}."""
     return f"CLEVR_{split}_{index:06d}.{ext}"
+
+
+REFERENCE_AREA = 480 * 320      # CLEVR's min-visible-pixels rule is stated at this size
+
+
+def default_min_pixels(width: int, height: int, at_480x320: int = 200) -> int:
+    """CLEVR's 200 visible pixels at 480x320, scaled by image area (at least 1)."""
+    return max(1, round(at_480x320 * width * height / REFERENCE_AREA))
