@@ -144,17 +144,23 @@ def number_fields(pieces) -> list[str]:
     return fields
 
 
-def program_text(scene: Scene, config, rng=None):
-    """(reply text, raw number values) for a scene, as the model is trained to write it."""
+def program_text(scene: Scene, config, rng=None, camera=None):
+    """(reply text, raw number values) for a scene, as the model is trained to write it.
+
+    Objects are written left to right as seen from `camera` (a location; None: CLEVR's)."""
     domain = load_domain(config.domain)
     rng = rng if (rng is not None and config.train_synonyms) else None
+    kw = {"camera": tuple(camera)} if camera is not None else {}
     if config.numbers == "head":
-        return format_program(scene, "placeholder", domain=domain, rng=rng)
-    return format_program(scene, "char", domain=domain, rng=rng), []
+        return format_program(scene, "placeholder", domain=domain, rng=rng, **kw)
+    return format_program(scene, "char", domain=domain, rng=rng, **kw), []
 
 
 def collate(examples, tokenizer, config, rng=None) -> dict:
-    """[(image tensor [3,S,S], Scene), ...] -> batch dict of tensors (right-padded).
+    """[(image tensor [3,S,S], Scene[, camera]), ...] -> batch dict of tensors (right-padded).
+
+    The optional third item is the image's camera location: objects are written left
+    to right as that camera sees them (default: CLEVR's base camera).
 
     Text layout per row: ``<bos> PROMPT \\n reply <eos>``; the model inserts the image
     tokens after ``<bos>``. Keys: pixel_values [B,3,S,S]; input_ids, attention_mask,
@@ -166,12 +172,14 @@ def collate(examples, tokenizer, config, rng=None) -> dict:
         raise ValueError("collate needs at least one example")
     prompt = tokenizer.prompt_ids()
     rows, pixels = [], []
-    for image, scene in examples:
+    for example in examples:
+        image, scene = example[0], example[1]
+        camera = example[2] if len(example) > 2 else None
         if tuple(image.shape) != (3, config.image_size, config.image_size):
             raise ValueError(f"image tensor has shape {tuple(image.shape)}, expected "
                              f"(3, {config.image_size}, {config.image_size}); use preprocess_image")
         pixels.append(image)
-        text, values = program_text(scene, config, rng)
+        text, values = program_text(scene, config, rng, camera)
         pieces = split_pieces(text)
         reply, nums, targets = [], [], []
         fields = iter(number_fields(pieces)) if values else iter(())

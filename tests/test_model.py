@@ -134,6 +134,18 @@ def test_collate_masks_prompt_and_marks_numbers():
     assert torch.allclose(b["num_values"][0][b["num_mask"][0]], torch.tensor([0.5, -1.0, 0.7, 0.5]), atol=1e-6)
 
 
+def test_collate_orders_objects_for_the_given_camera():
+    model = make_model()
+    cfg, tok = model.config, model.tokenizer
+    a = SceneObject("sphere", "red", "metal", "large", (0.0, -2.0, 0.7))
+    b = SceneObject("sphere", "blue", "metal", "large", (0.0, 2.0, 0.7))
+    img = random_images(1, cfg.image_size)[0]
+    default = tok.decode(collate([(img, Scene([a, b]))], tok, cfg)["input_ids"][0])
+    behind = tok.decode(collate([(img, Scene([a, b]), (-7.48, 6.51, 5.34))], tok, cfg)["input_ids"][0])
+    assert default.index("'red'") < default.index("'blue'")
+    assert behind.index("'blue'") < behind.index("'red'")
+
+
 def test_numeric_head_reads_the_state_before_each_num():
     """Hand-made example: the MSE in forward() must use hidden[t-1] for every <num> at t."""
     model = make_model()
