@@ -52,7 +52,9 @@ def child(width: int, height: int, samples: int, bounces: int, adaptive: int, th
     with quiet_stdout():
         r = Renderer(width, height, samples, condition="A", seed=12345, split="bench", threads=threads,
                      max_bounces=bounces, adaptive=bool(adaptive))
+        r.scene.cycles.samples = 1      # the warm-up only has to load the kernels
         r.render_index(offset, os.path.join(out, "warmup.png"))
+        r.scene.cycles.samples = samples
     print("READY", flush=True)
     sys.stdin.readline()
     t0, c0 = time.perf_counter(), time.process_time()
