@@ -126,3 +126,13 @@ def test_evaluate_command(tmp_path, capsys):
         evaluate_files(tmp_path / "scenes.json", tmp_path / "pred2.json")
     assert cli_main(["evaluate", "--truth", str(tmp_path / "nope.json"), "--pred", str(tmp_path / "pred.json")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_markdown_tables():
+    from ig_llm.training.train import metrics_markdown
+    from ig_llm.training.train_default import ablation_table
+    s = aggregate([scene_metrics(Scene([obj("cube", 0, 0)]), Scene([obj("cube", 0, 0.1)]))])
+    md = metrics_markdown({"A": s, "B": s})
+    assert "| count_acc | 100.0 % | 100.0 % |" in md and "| l2 | 0.100 | 0.100 |" in md
+    tab = ablation_table({"default": {"A": s, "A_480": s}, "char numbers": {"A": s}})
+    assert tab.count("\n| ") == 2 and "A_480" not in tab   # 2 rows under the header; 480 sets left out

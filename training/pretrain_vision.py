@@ -260,6 +260,10 @@ def run_stage1(args) -> Path | None:
         log(f"stage 1 stopped at step {step}; rerun with --resume to continue")
         return None
     if dist.main:
+        import json
+        (run_dir / "stage1.json").write_text(json.dumps({
+            "steps": steps, "batch_size": bsz, "world": dist.world, "caption": mode, "images": len(source),
+            "seconds": time.time() - t0, "hardware": hardware(device), "lr": args.stage1_lr, "seed": args.seed}))
         save_visual(model, out_file)
         log(f"stage 1: visual tower written to {out_file} ({fmt_time(time.time() - t0)})")
     from .train import barrier

@@ -593,12 +593,12 @@ def _elapsed_total(run_dir: Path, this_run: float) -> float:
 def make_card(args, config, n_train: int, steps: int, seconds: float, hw: str, world: int,
               total_params: int, trainable: int, metrics: dict | None = None, warmup_steps: int = 0) -> str:
     """card.md text for a stage-2 model."""
-    data = ", ".join(str(d) for d in args.data)
+    data = data_summary(args.data)
     lines = [
         "# IG-LLM model card", "",
         f"- preset: `{args.preset}`; numbers: `{args.numbers}`; visual tower: "
         f"{'trained in stage 2' if args.train_vision else 'frozen in stage 2'}",
-        f"- vision weights: `{args.vision_weights or 'random init'}`",
+        f"- vision weights: `{args.vision_weights or 'random init'}`{stage1_summary(args.vision_weights)}",
         f"- parameters: {total_params / 1e6:.2f} M ({trainable / 1e6:.2f} M trained in stage 2)",
         f"- data: {n_train} images ({data})",
         f"- steps: {steps} x batch {args.batch_size} x {world} process(es)"
@@ -612,6 +612,37 @@ def make_card(args, config, n_train: int, steps: int, seconds: float, hw: str, w
     if metrics:
         lines += ["", "## Metrics", "", metrics_markdown(metrics)]
     return "\n".join(lines) + "\n"
+
+
+def data_summary(paths) -> str:
+    """'path (count, WxH, condition, seed, samples)' for each dataset folder or pack."""
+    out = []
+    for p in map(Path, paths):
+        info = {}
+        if (p / "manifest.json").is_file():
+            try:
+                info = json.loads((p / "manifest.json").read_text())
+            except (OSError, ValueError):
+                info = {}
+        bits = [f"{info['width']}x{info['height']}" if "width" in info else "",
+                f"condition {info['condition']}" if "condition" in info else "",
+                f"seed {info['seed']}" if "seed" in info else "",
+                f"{info['samples']} Cycles samples" if "samples" in info else ""]
+        bits = [b for b in bits if b]
+        out.append(f"{p.name} ({', '.join(bits)})" if bits else p.name)
+    return "; ".join(out)
+
+
+def stage1_summary(vision_weights) -> str:
+    """' (stage 1: ...)' when the weights came from this trainer's stage 1."""
+    if not vision_weights:
+        return ""
+    meta = Path(vision_weights).parent / "stage1.json"
+    if not meta.is_file():
+        return ""
+    m = json.loads(meta.read_text())
+    return (f" (stage 1: {m['steps']} contrastive steps x batch {m['batch_size']} x {m['world']}, caption "
+            f"'{m['caption']}', {m['images']} images, {fmt_time(m['seconds'])} on {m['hardware']})")
 
 
 def metrics_markdown(summaries: dict) -> str:
