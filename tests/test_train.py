@@ -117,7 +117,9 @@ def test_resume_after_sigkill_gives_identical_weights(data, tmp_path):
     assert cli_main(["train", "--out", str(tmp_path / "ref"), *args]) == 0
     # the same run in a subprocess, SIGKILLed as soon as its first checkpoint lands
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "ig_llm", "train", "--out", str(killed), *args],
+    # (the interrupted run uses the 8-bit RAM cache: it must not change a single weight either)
+    proc = subprocess.Popen([sys.executable, "-m", "ig_llm", "train", "--out", str(killed), *args,
+                             "--cache-images"],
                             cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not list((killed / "checkpoints").glob("step_*")):
@@ -127,7 +129,7 @@ def test_resume_after_sigkill_gives_identical_weights(data, tmp_path):
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
     assert not (killed / "model").exists()                    # it really was cut short
     stopped_at = _state(killed)[0]
-    assert cli_main(["train", "--out", str(killed), "--resume", *args]) == 0
+    assert cli_main(["train", "--out", str(killed), "--resume", *args, "--cache-images"]) == 0
     assert "resumed from" in (killed / "train.log").read_text()
     name_a, a = _state(tmp_path / "ref")
     name_b, b = _state(killed)

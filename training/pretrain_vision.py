@@ -207,7 +207,8 @@ def run_stage1(args) -> Path | None:
             f"{dist.world} process(es); device {hardware(device)}")
     # --stop-at is a stage 2 option unless stage 1 runs alone
     stop = steps if (args.stop_at is None or args.stage != "1") else min(steps, args.stop_at)
-    loader = DataLoader(SceneDataset(source, config.image_size, cache=args.cache_images, workers=args.workers),
+    loader = DataLoader(SceneDataset(source, config.image_size, cache=args.cache_images, workers=args.workers,
+                                     raw=True),
                         batch_sampler=StepBatches(len(source), bsz, args.seed + 1, start, stop, dist.rank, dist.world),
                         num_workers=args.workers, collate_fn=CaptionCollator(vocab, mode, context),
                         pin_memory=device.type == "cuda", generator=torch.Generator(),

@@ -360,8 +360,13 @@ def _ordered(scene, camera):
 
 
 def to_device(batch: dict, device) -> dict:
+    """Tensors to `device`; 8-bit pixels (cached images) are normalised there."""
     import torch
-    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+    from .dataset import normalize_pixels
+    out = {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+    if "pixel_values" in out:
+        out["pixel_values"] = normalize_pixels(out["pixel_values"])
+    return out
 
 
 def build_config(args):
@@ -492,7 +497,7 @@ def train_program(args) -> Path:
             f"{args.batch_size} x {dist.world} process(es); device {hardware(device)}")
 
     t_cache = time.time()
-    dataset = SceneDataset(source, config.image_size, cache=args.cache_images, workers=args.workers)
+    dataset = SceneDataset(source, config.image_size, cache=args.cache_images, workers=args.workers, raw=True)
     if args.cache_images:
         log(f"images cached in RAM in {time.time() - t_cache:.1f} s")
 
@@ -519,15 +524,14 @@ def train_program(args) -> Path:
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
             out = wrapped(batch)
         loss = out["loss"]
-        if not torch.isfinite(loss):
-            raise TrainError(f"The loss became {loss.item()} at step {step}; lower --lr or check the data.")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         opt.step()
         sched.step()
         step += 1
-        window.append((float(loss.detach()), _f(out.get("ce")), _f(out.get("mse"))))
+        # kept on the device: reading a value every step would stall the GPU queue
+        window.append(torch.stack([loss.detach().float(), _t(out.get("ce"), loss), _t(out.get("mse"), loss)]))
         bar.update(1)
         if not plan.fixed and step - start == CALIBRATE[0]:
             t_cal = time.time()
@@ -544,7 +548,9 @@ def train_program(args) -> Path:
         if step % args.log_every == 0 or step == stop_step():
             el = time.time() - run_t0
             rate = (step - start) / max(el, 1e-9)
-            losses = [sum(w[i] for w in window) / len(window) for i in range(3)]
+            losses = torch.stack(window).mean(0).tolist()
+            if not all(math.isfinite(v) for v in losses):
+                raise TrainError(f"The loss became {losses[0]} before step {step}; lower --lr or check the data.")
             bar.set_postfix(loss=f"{losses[0]:.4f}", ce=f"{losses[1]:.4f}", mse=f"{losses[2]:.4f}")
             log(f"step {step}/{plan.total} loss {losses[0]:.4f} ce {losses[1]:.4f} mse {losses[2]:.5f} "
                 f"lr {sched.get_last_lr()[0]:.2e} grad {float(grad_norm):.3f} "
@@ -577,8 +583,12 @@ def train_program(args) -> Path:
     return final_dir
 
 
-def _f(x) -> float:
-    return float(x.detach()) if x is not None and hasattr(x, "detach") else float(x or 0.0)
+def _t(x, like):
+    """A metric from the model's output dict as a detached float tensor on `like`'s device."""
+    import torch
+    if isinstance(x, torch.Tensor):
+        return x.detach().float()
+    return torch.tensor(float(x or 0.0), device=like.device)
 
 
 def _elapsed_total(run_dir: Path, this_run: float) -> float:
