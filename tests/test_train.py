@@ -101,6 +101,15 @@ def test_train_predict_evaluate_end_to_end(data, tmp_path, capsys):
     assert cli_main(["evaluate", "--truth", str(data / "scenes.json"), "--pred", str(pred), "--out", str(out)]) == 0
     summary = json.loads(out.read_text())["summary"]
     assert summary["scenes"] == 24 and 0.0 <= summary["count_acc"] <= 1.0
+    # the same through a packed dataset (what a GPU machine gets): predict + evaluate read the .npz
+    pack([data], tmp_path / "val.npz", quality=95, limit=6)
+    pred2, out2 = tmp_path / "pred2.json", tmp_path / "metrics2.json"
+    assert cli_main(["predict", str(tmp_path / "val.npz"), "--model", str(run / "model"), "--out", str(pred2),
+                     "--device", "cpu", "--quiet"]) == 0
+    assert [s["image_filename"] for s in json.loads(pred2.read_text())["scenes"]] == \
+        [s["image_filename"] for s in scenes[:6]]
+    assert cli_main(["evaluate", "--truth", str(tmp_path / "val.npz"), "--pred", str(pred2), "--out", str(out2)]) == 0
+    assert json.loads(out2.read_text())["summary"]["scenes"] == 6
     capsys.readouterr()
 
     # a second run into the same folder must not silently overwrite it

@@ -4,7 +4,7 @@
 
 Both files are CLEVR scene JSON (``{"scenes": [{"image_filename", "objects": [...]}]}``);
 `--truth` may also be a dataset folder (its scenes.json, or its labels/ when there is
-none). Scenes are joined by the file name of ``image_filename`` (folders ignored).
+none) or a packed ``.npz`` dataset. Scenes are joined by the file name of ``image_filename`` (folders ignored).
 Pure Python + numpy/scipy.
 """
 from __future__ import annotations
@@ -45,6 +45,12 @@ def load_scene_records(path: str | os.PathLike, what: str = "scenes") -> list[di
         else:
             raise EvaluationError(f"The {what} folder {path} has neither scenes.json nor labels/; "
                                   "pass a dataset folder or a scenes JSON file.")
+    if path.suffix == ".npz" and path.is_file():   # a packed dataset (training/dataset.py)
+        from .dataset import DatasetError, PackSource
+        try:
+            return list(PackSource(path).records)
+        except DatasetError as err:
+            raise EvaluationError(str(err)) from None
     data = _read_json(path, what)
     records = data.get("scenes") if isinstance(data, dict) else data
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
@@ -107,7 +113,7 @@ def write_json_atomic(path, data) -> None:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--truth", required=True, help="ground-truth scenes.json (or a dataset folder)")
+    parser.add_argument("--truth", required=True, help="ground-truth scenes.json (or a dataset folder or .npz pack)")
     parser.add_argument("--pred", required=True, help="predictions.json written by `ig_llm predict`")
     parser.add_argument("--out", help="write the metrics (summary + per scene) to this JSON file")
     parser.add_argument("--missing-as-empty", action="store_true",

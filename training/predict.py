@@ -22,9 +22,20 @@ class PredictError(ValueError):
     """Bad input to predict; the message names the path and the fix."""
 
 
-def collect_images(paths) -> list[Path]:
-    """Image files named directly, plus the images directly inside named folders (sorted)."""
-    out: list[Path] = []
+class ImageItem:
+    """One input image: its file name (the join key for `evaluate`) and how to load it."""
+
+    def __init__(self, name: str, path: Path | None = None, pack=None, index: int = 0):
+        self.name, self.path, self.pack, self.index = name, path, pack, index
+
+    def load(self):
+        return self.pack.image(self.index) if self.pack is not None else load_image(self.path)
+
+
+def collect_images(paths) -> list[ImageItem]:
+    """Image files named directly, the images directly inside named folders (sorted;
+    a dataset folder's images/ too), and every image of a packed ``.npz`` dataset."""
+    out: list[ImageItem] = []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
@@ -34,11 +45,20 @@ def collect_images(paths) -> list[Path]:
             if not found:
                 raise PredictError(f"Folder {p} contains no images ({', '.join(IMAGE_SUFFIXES)}); "
                                    "pass image files or a folder of images.")
-            out.extend(found)
+            out.extend(ImageItem(q.name, q) for q in found)
+        elif p.is_file() and p.suffix == ".npz":
+            from .dataset import DatasetError, PackSource
+            try:
+                pack = PackSource(p)
+            except DatasetError as err:
+                raise PredictError(str(err)) from None
+            out.extend(ImageItem(Path(pack.record(i)["image_filename"]).name, pack=pack, index=i)
+                       for i in range(len(pack)))
         elif p.is_file():
             if p.suffix.lower() not in IMAGE_SUFFIXES:
-                raise PredictError(f"{p} is not an image file ({', '.join(IMAGE_SUFFIXES)}); pass images.")
-            out.append(p)
+                raise PredictError(f"{p} is not an image file ({', '.join(IMAGE_SUFFIXES)}) or a .npz pack; "
+                                   "pass images.")
+            out.append(ImageItem(p.name, p))
         else:
             raise PredictError(f"{p} does not exist; pass existing image files or folders.")
     return out
@@ -53,17 +73,17 @@ def load_image(path: Path):
         raise PredictError(f"Cannot read image {path} ({err}); pass a valid PNG or JPEG.") from None
 
 
-def predict_records(predictor, images: list[Path], batch_size: int = 8, progress: bool = True) -> list[dict]:
-    """Run `predictor` over image files in batches; one CLEVR scene record (+ program) each."""
+def predict_records(predictor, images: list[ImageItem], batch_size: int = 8, progress: bool = True) -> list[dict]:
+    """Run `predictor` over images in batches; one CLEVR scene record (+ program) each."""
     from tqdm import tqdm
     records = []
     bar = tqdm(total=len(images), desc="predict", unit="img", disable=not progress, file=sys.stderr)
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
-        results = predictor.predict([load_image(p) for p in chunk])
-        for path, (scene, text) in zip(chunk, results):
+        results = predictor.predict([item.load() for item in chunk])
+        for item, (scene, text) in zip(chunk, results):
             # an unconstrained decode that does not parse gives no scene: score it as empty
-            rec = scene_to_clevr(scene if scene is not None else Scene([]), image_filename=path.name,
+            rec = scene_to_clevr(scene if scene is not None else Scene([]), image_filename=item.name,
                                  image_index=len(records))
             rec["program"] = text
             records.append(rec)
@@ -73,7 +93,8 @@ def predict_records(predictor, images: list[Path], batch_size: int = 8, progress
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders of images")
+    parser.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR",
+                        help="image files, folders of images, and/or packed .npz datasets")
     parser.add_argument("--model", help="model folder (default: the shipped model/default/)")
     parser.add_argument("--out", required=True, help="predictions JSON to write")
     parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
