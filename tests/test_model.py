@@ -207,7 +207,7 @@ def test_overfits_eight_pairs():
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if step % 50 == 0 and step >= 150:
+        if step % 25 == 0 and step >= 150:
             results = generate(model, imgs)
             wanted = [s.canonical() for s in scenes]
             if all(same_categories(sc, w) and max_number_error(sc, w) < 0.05
@@ -335,5 +335,5 @@ def test_predictor_and_default_model_message(tmp_path):
 def test_bench_prints_a_table():
     from ig_llm.model.bench import run_bench
 
-    table = run_bench(n_images=2, objects=2, threads=2, char_row=False)
+    table = run_bench(n_images=1, objects=1, threads=2, char_row=False)
     assert "| constrained + jump-forward" in table and "untrained" in table
