@@ -195,6 +195,8 @@ def write_scenes_json(out: Path, settings: dict) -> int:
 def render_indices(out: Path, settings: dict, indices: list[int], threads: int | None,
                    on_done=None, stop_if_orphaned: bool = False) -> None:
     """Render `indices` in this process (imports bpy). `on_done(i)` after each sample."""
+    if not indices:
+        return
     from .render import Renderer
     from ..scene.domain import load_domain
 
