@@ -21,8 +21,6 @@ from pathlib import Path
 
 from . import compat  # noqa: F401
 
-import torch
-
 from .config import IGLLMConfig
 from .igllm import IGLLM, torch_dtype
 from .tokenizer import ProgramTokenizer

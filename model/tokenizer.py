@@ -15,9 +15,7 @@ Two back ends:
 """
 from __future__ import annotations
 
-import json
 import re
-from functools import lru_cache
 from pathlib import Path
 
 from ..scene.domain import ATTRIBUTES, load_domain
@@ -147,8 +145,3 @@ class ProgramTokenizer:
         if self.kind == "wordlevel":
             return "".join(self._itos.get(i, "<unk>") for i in ids)
         return self.backend.decode(ids, skip_special_tokens=False)
-
-
-@lru_cache(maxsize=8)
-def _cached_build(domain_name: str) -> str:
-    return json.dumps(domain_pieces(domain_name))
