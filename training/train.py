@@ -349,14 +349,10 @@ class Collator:
         from ..model.batching import collate
         step = items[0][0]
         rng = random.Random(f"{self.seed}:{step}:{self.rank}")
-        return collate([(pix, _ordered(scene, cam)) for _, pix, scene, cam in items],
+        # the camera rides along so objects are written left to right as *this* image's
+        # (jittered) camera sees them
+        return collate([(pix, scene, cam) for _, pix, scene, cam in items],
                        self.tokenizer, self.config, rng=rng)
-
-
-def _ordered(scene, camera):
-    """The scene with objects left to right as the image's own camera sees them."""
-    from ..scene.program import Scene, sort_left_to_right
-    return Scene(sort_left_to_right(scene.objects, camera))
 
 
 def to_device(batch: dict, device) -> dict:
