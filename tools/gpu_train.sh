@@ -7,13 +7,13 @@
 # stage 1 only) written by `python -m ig_llm.training.dataset`. Stage 1 pre-trains the
 # visual tower contrastively; stage 2 runs three programs in parallel on the same GPU
 # for the same wall-clock budget: the default (frozen tower, numeric head) and the
-# ablations (character numbers; trainable tower). Each model is evaluated on valA/valB.
-# OUT_DIR receives at most 8 files: one tar per model, and results.tar (logs + metrics).
+# ablations (character numbers; trainable tower), plus the default at half budget. Each model is evaluated on valA/valB.
+# OUT_DIR receives at most 8 files: one tar per kept model, and results.tar (logs + metrics).
 set -uo pipefail
 PACKS=${1:?pack dir}; OUT=${2:?out dir}; MIN=${3:-3}
 R=${RUNS_DIR:-/tmp/ig_llm_runs}; mkdir -p "$R" "$OUT"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=2 PYTHONUNBUFFERED=1
-DEV=${DEVICE:-cuda}; BF16=${BF16:---bf16}; S1STEPS=${S1STEPS:-800}
+DEV=${DEVICE:-cuda}; BF16=${BF16:-}; S1STEPS=${S1STEPS:-800}
 log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$R/gpu.log"; }
 S1DATA="$PACKS/trainA.npz"; [ -f "$PACKS/pretrain.npz" ] && S1DATA="$S1DATA $PACKS/pretrain.npz"
 
@@ -24,12 +24,16 @@ python3 -m ig_llm train --data $S1DATA --out "$R/main" --stage 1 --device $DEV $
 V="$R/main/stage1/vision.safetensors"
 C="--data $PACKS/trainA.npz --stage 2 --vision-weights $V --device $DEV $BF16 --cache-images --workers 4
    --batch-size ${BATCH:-128} --lr 1e-3 --time-budget $MIN --save-every 1000000 --log-every 200 --quiet"
-log "stage 2: main, char, tvis for $MIN min each, in parallel"
+# `short` is the default recipe with half the budget: a guard against over-fitting a
+# small dataset; the better of main/short on valA (in distribution) is shipped.
+HALF=$(python3 -c "print($MIN / 2)")
+log "stage 2: main, char, tvis for $MIN min each and short for $HALF min, in parallel"
 python3 -m ig_llm train --out "$R/main" $C                   > "$R/main.log" 2>&1 & p1=$!
 python3 -m ig_llm train --out "$R/char" $C --numbers char    > "$R/char.log" 2>&1 & p2=$!
 python3 -m ig_llm train --out "$R/tvis" $C --train-vision    > "$R/tvis.log" 2>&1 & p3=$!
-wait $p1; log "main exit $?"; wait $p2; log "char exit $?"; wait $p3; log "tvis exit $?"
-for r in main char tvis; do
+python3 -m ig_llm train --out "$R/short" ${C/--time-budget $MIN/--time-budget $HALF} > "$R/short.log" 2>&1 & p4=$!
+wait $p1; log "main exit $?"; wait $p2; log "char exit $?"; wait $p3; log "tvis exit $?"; wait $p4; log "short exit $?"
+for r in main short char tvis; do
   [ -f "$R/$r/model/model.safetensors" ] || { log "$r: no model"; continue; }
   for s in valA valB; do
     python3 -m ig_llm predict "$PACKS/$s.npz" --model "$R/$r/model" --out "$R/$r/$s.pred.json" \
@@ -39,11 +43,11 @@ for r in main char tvis; do
   done
   log "$r evaluated"; tail -40 "$R/$r.eval.log"
 done
-for r in main tvis; do
+for r in main short tvis; do
   [ -d "$R/$r/model" ] && tar -C "$R/$r" -cf "$OUT/model_$r.tar" model
 done
 (cd "$R" && tar -cf "$OUT/results.tar" --exclude='*.safetensors' --exclude='ckpt*' --exclude='checkpoints' \
-  gpu.log stage1.log *.log main/*.json char/*.json tvis/*.json main/train.log char/train.log tvis/train.log \
+  gpu.log stage1.log *.log main/*.json short/*.json char/*.json tvis/*.json */train.log \
   main/stage1 2>/dev/null)
 [ -f "$V" ] && cp "$V" "$OUT/vision_stage1.safetensors"
 log "done"; ls -la "$OUT"

@@ -6,16 +6,16 @@ Steps, each skipped when its output is already there (so rerunning after a kill 
 another machine picks up where it stopped):
 
 1. render the data with ``ig_llm generate`` (the generator's recommended size/samples):
-   ``trainA`` (CoGenT condition A, seed S), held-out ``valA`` (A, seed S+1000) and ``valB``
-   (B, seed S+2000) at the training size, and ``valA_480`` / ``valB_480`` (same seeds) at
-   CLEVR's 480x320;
-2. ``ig_llm train --stage both`` (stage 1 tower, stage 2 program) into ``ROOT/run``;
-3. ``predict`` + ``evaluate`` on the four held-out sets into ``ROOT/eval``;
+   ``ROOT/data/trainA`` (CoGenT condition A, seed S), held-out ``valA`` (A, seed S+1) and
+   ``valB`` (B, seed S+2) at the training size, and ``valA_480`` / ``valB_480`` (the same
+   scenes: same seeds and split names) at CLEVR's 480x320;
+2. ``ig_llm train --stage both`` (stage 1 tower, stage 2 program) into ``ROOT/runs/default``;
+3. ``predict`` + ``evaluate`` on the four held-out sets into ``ROOT/runs/eval``;
 4. the metrics table goes into the model's ``card.md``; the model is copied to
    ``model/default/`` (atomically), unless ``--no-install``.
 
 ``--ablations`` also trains (same data, same steps) the character-number model and the
-trainable-tower model and writes ``ROOT/ablations.md``.
+trainable-tower model and writes ``ROOT/runs/ablations.md``.
 """
 from __future__ import annotations
 
@@ -35,10 +35,10 @@ class TrainDefaultError(RuntimeError):
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--root", default="train_default", help="work folder for data, run and eval (default ./train_default)")
+    parser.add_argument("--root", default=".", help="work folder: ROOT/data, ROOT/runs/default, ROOT/runs/eval (default .)")
     parser.add_argument("--train-count", type=int, default=9000, help="training images, condition A (default 9000)")
     parser.add_argument("--val-count", type=int, default=500, help="images per held-out set (default 500)")
-    parser.add_argument("--seed", type=int, default=0, help="data seed S (held-out sets use S+1000, S+2000; default 0)")
+    parser.add_argument("--seed", type=int, default=1, help="data seed S (held-out sets use S+1 for A, S+2 for B; default 1)")
     parser.add_argument("--size", help="training render size WxH (default: the generator's)")
     parser.add_argument("--samples", type=int, help="Cycles samples (default: the generator's)")
     parser.add_argument("--render-workers", type=int, help="parallel Blender processes (default: the generator's)")
@@ -167,17 +167,18 @@ def main(args) -> int:
     try:
         s = args.seed
         render(data / "trainA", "A", args.train_count, s, "trainA", args.size, args)
-        held_out = {"A": (data / "valA", "A", s + 1000, "valA", args.size),
-                    "B": (data / "valB", "B", s + 2000, "valB", args.size)}
+        # the 480x320 sets use the same split names and seeds: the same scenes, rendered larger
+        held_out = {"A": (data / "valA", "A", s + 1, "valA", args.size),
+                    "B": (data / "valB", "B", s + 2, "valB", args.size)}
         if not args.no_480:
-            held_out["A_480"] = (data / "valA_480", "A", s + 1000, "valA", "480x320")
-            held_out["B_480"] = (data / "valB_480", "B", s + 2000, "valB", "480x320")
+            held_out["A_480"] = (data / "valA_480", "A", s + 1, "valA", "480x320")
+            held_out["B_480"] = (data / "valB_480", "B", s + 2, "valB", "480x320")
         for path, cond, seed, split, size in held_out.values():
             render(path, cond, args.val_count, seed, split, size, args)
         sets = {name: v[0] for name, v in held_out.items()}
 
-        model = train(root / "run", data / "trainA", args)
-        summaries = evaluate(model, sets, root / "eval" / "default", args)
+        model = train(root / "runs" / "default", data / "trainA", args)
+        summaries = evaluate(model, sets, root / "runs" / "eval" / "default", args)
         add_metrics_to_card(model, summaries, args)
         from .metrics import format_table
         print(format_table(summaries))
@@ -185,15 +186,15 @@ def main(args) -> int:
             install(model)
 
         if args.ablations:
-            vision = root / "run" / "stage1" / "vision.safetensors"
+            vision = root / "runs" / "default" / "stage1" / "vision.safetensors"
             rows = {"default (head, frozen)": summaries}
             for name, extra in (("char numbers", ["--numbers", "char"]), ("trainable tower", ["--train-vision"])):
-                run = root / ("run_" + name.replace(" ", "_"))
+                run = root / "runs" / name.replace(" ", "_")
                 m = train(run, data / "trainA", args, extra, stage="2", vision=vision)
                 rows[name] = evaluate(m, {k: v for k, v in sets.items() if "480" not in k},
-                                      root / "eval" / run.name, args)
-            _write_atomic(root / "ablations.md", ablation_table(rows))
-            print((root / "ablations.md").read_text())
+                                      root / "runs" / "eval" / run.name, args)
+            _write_atomic(root / "runs" / "ablations.md", ablation_table(rows))
+            print((root / "runs" / "ablations.md").read_text())
     except TrainDefaultError as err:
         print(f"ig_llm train-default: {err}", file=sys.stderr)
         return 1
