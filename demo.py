@@ -20,6 +20,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--render", default="demo_render.png",
                         help="render the rebuilt scene to this PNG ('' to skip; default demo_render.png)")
     parser.add_argument("--samples", type=int, default=32, help="Cycles samples for the render (default 32)")
+    parser.add_argument("--compare", default="demo_compare.png",
+                        help="reference | rebuilt render side by side ('' to skip; default demo_compare.png)")
 
 
 def main(args) -> int:
@@ -36,7 +38,27 @@ def main(args) -> int:
         print(f"Program predicted from {args.image} in {seconds:.2f} s:\n{program}\n")
         write_blend(scene, out, render=render, samples=args.samples,
                     collection_name=Path(args.image).stem, source=str(args.image))
+        if render is not None and args.compare:
+            compare = _check_output(args.compare, "--compare", ".png")
+            side_by_side(Path(args.image), render, compare)
+            print(f"Wrote {compare} (left: reference, right: rebuilt scene)")
     except (_UserError, CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"ig_llm demo: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def side_by_side(reference: Path, rendered: Path, out: Path, height: int = 320) -> None:
+    """Reference image and the render of the rebuilt scene next to each other (atomic)."""
+    import os
+
+    from PIL import Image
+
+    left, right = (Image.open(p).convert("RGB") for p in (reference, rendered))
+    left, right = (im.resize((round(im.width * height / im.height), height)) for im in (left, right))
+    sheet = Image.new("RGB", (left.width + right.width + 8, height), (255, 255, 255))
+    sheet.paste(left, (0, 0))
+    sheet.paste(right, (left.width + 8, 0))
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}.png")
+    sheet.save(tmp)
+    os.replace(tmp, out)
