@@ -33,16 +33,19 @@ python3 -m ig_llm train --out "$R/char" $C --numbers char    > "$R/char.log" 2>&
 python3 -m ig_llm train --out "$R/tvis" $C --train-vision    > "$R/tvis.log" 2>&1 & p3=$!
 python3 -m ig_llm train --out "$R/short" ${C/--time-budget $MIN/--time-budget $HALF} > "$R/short.log" 2>&1 & p4=$!
 wait $p1; log "main exit $?"; wait $p2; log "char exit $?"; wait $p3; log "tvis exit $?"; wait $p4; log "short exit $?"
-for r in main short char tvis; do
-  [ -f "$R/$r/model/model.safetensors" ] || { log "$r: no model"; continue; }
+evaluate_run() {  # predict + evaluate one run on both held-out packs
+  local r=$1
+  [ -f "$R/$r/model/model.safetensors" ] || { log "$r: no model"; return; }
   for s in valA valB; do
     python3 -m ig_llm predict "$PACKS/$s.npz" --model "$R/$r/model" --out "$R/$r/$s.pred.json" \
       --device $DEV --batch-size 100 --quiet >> "$R/$r.eval.log" 2>&1
     python3 -m ig_llm evaluate --truth "$PACKS/$s.npz" --pred "$R/$r/$s.pred.json" \
       --out "$R/$r/$s.metrics.json" >> "$R/$r.eval.log" 2>&1
   done
-  log "$r evaluated"; tail -40 "$R/$r.eval.log"
-done
+  log "$r evaluated"
+}
+for r in main short char tvis; do evaluate_run $r & done; wait
+for r in main short char tvis; do echo "== $r"; grep -E "scenes|_acc|ace|l2|yaw" "$R/$r.eval.log"; done
 for r in main short tvis; do
   [ -d "$R/$r/model" ] && tar -C "$R/$r" -cf "$OUT/model_$r.tar" model
 done
