@@ -36,7 +36,8 @@ class TrainDefaultError(RuntimeError):
 
 def add_arguments(parser) -> None:
     parser.add_argument("--root", default=".", help="work folder: ROOT/data, ROOT/runs/default, ROOT/runs/eval (default .)")
-    parser.add_argument("--train-count", type=int, default=9000, help="training images, condition A (default 9000)")
+    parser.add_argument("--train-count", type=int, default=4226,
+                        help="training images, condition A (default 4226: the shipped model saw 4212 of them)")
     parser.add_argument("--val-count", type=int, default=500, help="images per held-out set (default 500)")
     parser.add_argument("--seed", type=int, default=1, help="data seed S (held-out sets use S+1 for A, S+2 for B; default 1)")
     parser.add_argument("--size", help="training render size WxH (default: the generator's)")
@@ -44,12 +45,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--render-workers", type=int, help="parallel Blender processes (default: the generator's)")
     parser.add_argument("--no-480", action="store_true", help="skip the 480x320 held-out sets")
     parser.add_argument("--preset", default="tiny")
-    parser.add_argument("--steps", type=int, help="stage 2 steps (default 6000, or what --time-budget picks)")
+    parser.add_argument("--steps", type=int, help="stage 2 steps (default 2655 as the shipped model, or what --time-budget picks)")
     parser.add_argument("--time-budget", type=float, metavar="MIN", help="stage 2 wall-time budget in minutes")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--stage1-steps", type=int, default=1500)
-    parser.add_argument("--stage1-batch-size", type=int, default=256)
+    parser.add_argument("--stage1-steps", type=int, default=1000)
+    parser.add_argument("--stage1-batch-size", type=int, default=512)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=4, help="DataLoader workers (default 4)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
@@ -107,7 +108,7 @@ def train(run: Path, data: Path, args, extra: list[str] = (), stage: str = "both
     elif args.time_budget:
         cmd += ["--time-budget", str(args.time_budget)]
     else:
-        cmd += ["--steps", "6000"]
+        cmd += ["--steps", "2655"]
     if args.bf16:
         cmd.append("--bf16")
     if vision is not None:
