@@ -336,4 +336,6 @@ def test_bench_prints_a_table():
     from ig_llm.model.bench import run_bench
 
     table = run_bench(n_images=1, objects=1, threads=2, char_row=False)
-    assert "| constrained + jump-forward" in table and "untrained" in table
+    assert "| constrained + jump-forward" in table
+    # the header says which weights were timed: the shipped model, or untrained when none ships
+    assert "trained (" in table or "untrained" in table
