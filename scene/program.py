@@ -203,10 +203,10 @@ def parse(text: str, *, domain: Domain | None = None, numbers: Sequence[float] |
         if _is_skippable(line):
             continue
         if len(objects) >= max_objects:
-            raise ProgramError(f"more than {max_objects} objects", lineno, 1)
+            raise ProgramError(f"more than {max_objects} objects (expected at most {max_objects} add(...) lines)", lineno, 1)
         objects.append(_parse_add(_Line(line, lineno), domain, queue))
     if queue:
-        raise ProgramError(f"{len(queue)} numeric value(s) left over after the last <num>")
+        raise ProgramError(f"{len(queue)} numeric value(s) left over after the last <num> (expected one value per <num>)")
     return Scene(objects)
 
 
@@ -226,7 +226,7 @@ def _parse_add(ln: _Line, domain: Domain, queue) -> SceneObject:
             raise ProgramError(f"unknown attribute {name!r} (expected one of {', '.join(FIELD_ORDER)})",
                                ln.lineno, col)
         if name in fields:
-            raise ProgramError(f"attribute {name!r} given twice", ln.lineno, col)
+            raise ProgramError(f"attribute {name!r} given twice (expected each attribute once)", ln.lineno, col)
         ln.take("punct", "=", expected=f"'=' after {name}")
         if name in ATTRIBUTES:
             fields[name] = _parse_word(ln, name, domain)
@@ -244,7 +244,7 @@ def _parse_add(ln: _Line, domain: Domain, queue) -> SceneObject:
         raise ProgramError(f"expected end of line after ')', found {tok[1]!r}", ln.lineno, tok[2])
     missing = [f for f in FIELD_ORDER[:5] if f not in fields]
     if missing:
-        raise ProgramError(f"add(...) is missing {', '.join(missing)}", ln.lineno, 1)
+        raise ProgramError(f"add(...) is missing {', '.join(missing)} (expected shape, color, material, size and loc)", ln.lineno, 1)
     return SceneObject(shape=fields["shape"], color=fields["color"], material=fields["material"],
                        size=fields["size"], loc=fields["loc"], rotation=fields.get("rotation", 0.0))
 
@@ -263,16 +263,16 @@ def _parse_number(ln: _Line, queue, domain: Domain, limit: float | None = None) 
     if kind == "placeholder":
         ln.i += 1
         if queue is None:
-            raise ProgramError("<num> placeholder but no numeric values were given", ln.lineno, col)
+            raise ProgramError("<num> placeholder but no numeric values were given (expected a number here)", ln.lineno, col)
         if not queue:
-            raise ProgramError("more <num> placeholders than numeric values", ln.lineno, col)
+            raise ProgramError("more <num> placeholders than numeric values (expected one value per <num>)", ln.lineno, col)
         value = float(queue.pop(0))
     else:
         kind, raw, col = ln.take("num", expected="a number")
         value = float(raw)
     limit = limit or domain.max_abs_coordinate
     if not math.isfinite(value) or abs(value) > limit:
-        raise ProgramError(f"number {value:g} is out of range (|value| <= {limit:g})", ln.lineno, col)
+        raise ProgramError(f"number {value:g} is out of range (|value| <= {limit:g}); expected a finite number within that range", ln.lineno, col)
     return value
 
 
@@ -282,7 +282,7 @@ def _parse_tuple(ln: _Line, min_len: int, max_len: int, queue, domain: Domain, l
     while ln.peek()[:2] == ("punct", ","):
         ln.i += 1
         if len(values) == max_len:
-            raise ProgramError(f"a tuple of at most {max_len} numbers", ln.lineno, ln.peek()[2])
+            raise ProgramError(f"expected a tuple of at most {max_len} numbers, found more", ln.lineno, ln.peek()[2])
         values.append(_parse_number(ln, queue, domain, limit))
     ln.take("punct", ")", expected="',' or ')' in the tuple")
     if len(values) < min_len:

@@ -197,6 +197,7 @@ def test_malformed_program_raises_with_position(text, line, column, fragment):
     message = str(err)
     assert f"line {line}, column {column}" in message
     assert fragment in message
+    assert "expected" in message  # every message says what was expected
 
 
 def test_placeholder_count_mismatch():
