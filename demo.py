@@ -32,14 +32,15 @@ def main(args) -> int:
     try:
         out = _check_output(args.out, "--out", ".blend")
         render = _check_output(args.render, "--render", ".png") if args.render else None
+        # every output path is checked before any work, so a bad one leaves nothing written
+        compare = _check_output(args.compare, "--compare", ".png") if render and args.compare else None
         start = time.perf_counter()
         scene, program = predict_image(args.image, model_dir=args.model, device="cpu")
         seconds = time.perf_counter() - start
         print(f"Program predicted from {args.image} in {seconds:.2f} s:\n{program}\n")
         write_blend(scene, out, render=render, samples=args.samples,
                     collection_name=Path(args.image).stem, source=str(args.image))
-        if render is not None and args.compare:
-            compare = _check_output(args.compare, "--compare", ".png")
+        if compare is not None:
             side_by_side(Path(args.image), render, compare)
             print(f"Wrote {compare} (left: reference, right: rebuilt scene)")
     except (_UserError, CheckpointError, FileNotFoundError, ValueError) as err:
