@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from .train import (RunLog, TrainError, any_rank, checkpoint_dirs, fmt_time, hardware, load_training_checkpoint,
-                    lr_factor, save_training_checkpoint, seed_all, setup_distributed, to_device)
+                    lr_factor, save_training_checkpoint, seed_all, setup_distributed, to_device, wrap_ddp)
 
 VISION_FILE = "vision.safetensors"
 LOC_BIN = 0.5
@@ -194,10 +194,7 @@ def run_stage1(args) -> Path | None:
         log(f"stage 1: resumed from {ckpts[-1]} at step {start}")
     else:
         torch.manual_seed(args.seed * 1000 + dist.rank)
-    wrapped = model
-    if dist.world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-        wrapped = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    wrapped = wrap_ddp(model, dist, device)
 
     source = open_sources(args.data)
     if start == 0:

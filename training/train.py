@@ -297,6 +297,14 @@ def load_training_checkpoint(path: Path, model, opt, sched, dist: Dist, device) 
     return int(state["step"]), state.get("meta", {})
 
 
+def wrap_ddp(model, dist: Dist, device):
+    """The model as the optimisation loop sees it: DDP-wrapped when several processes train."""
+    if dist.world == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
 def _unwrap(model):
     return getattr(model, "module", model)
 
@@ -478,10 +486,7 @@ def train_program(args) -> Path:
         # model init is identical on every rank (same seed); dropout streams differ per rank
         torch.manual_seed(args.seed * 1000 + dist.rank)
 
-    wrapped = model
-    if dist.world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-        wrapped = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    wrapped = wrap_ddp(model, dist, device)
 
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total_params = sum(p.numel() for p in model.parameters())
