@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 DOMAINS_DIR = Path(__file__).parent / "domains"
@@ -42,7 +42,13 @@ class Domain:
         return self._synonym_map(attribute)[word.lower()]
 
     def _synonym_map(self, attribute: str) -> dict:
-        return _synonym_maps(self)[attribute]
+        return self._synonym_tables[attribute]
+
+    @cached_property
+    def _synonym_tables(self) -> dict:
+        """{attribute: {word or synonym (lower case): canonical value}}, built once per domain."""
+        return {attr: {w.lower(): v for v in self.values(attr) for w in self.synonyms(attr, v)}
+                for attr in ATTRIBUTES}
 
     def _table(self, attribute: str) -> dict:
         return {"shape": self.shapes, "size": self.sizes,
@@ -85,19 +91,6 @@ class Domain:
     @property
     def max_abs_coordinate(self) -> float:
         return float(self.limits.get("max_abs_coordinate", 20.0))
-
-
-_MAPS: dict[int, dict] = {}
-
-
-def _synonym_maps(domain: Domain) -> dict:
-    key = id(domain)
-    if key not in _MAPS:
-        _MAPS[key] = {
-            attr: {w.lower(): v for v in domain.values(attr) for w in domain.synonyms(attr, v)}
-            for attr in ATTRIBUTES
-        }
-    return _MAPS[key]
 
 
 @lru_cache(maxsize=None)
