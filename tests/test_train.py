@@ -160,3 +160,32 @@ def test_ddp_two_cpu_processes(data, tmp_path):
     last = run / "checkpoints" / "step_0000004"
     assert (last / "rng_rank0.pt").is_file() and (last / "rng_rank1.pt").is_file()
     assert "x 2 process(es)" in (run / "train.log").read_text()
+
+
+def test_fine_tune_from_a_finished_model_with_mirror_augmentation(data, tmp_path, capsys):
+    torch.set_num_threads(1)
+    base = tmp_path / "base"
+    assert cli_main(["train", "--data", str(data), "--out", str(base), "--steps", "4", "--batch-size", "4",
+                     *COMMON]) == 0
+    tuned = tmp_path / "tuned"
+    common = [a for a in COMMON if a not in TINY]     # the config comes from the model folder
+    assert cli_main(["train", "--data", str(data), "--out", str(tuned), "--init-from", str(base / "model"),
+                     "--mirror", "0.5", "--steps", "4", "--batch-size", "4", *common]) == 0
+    from safetensors.torch import load_file
+    a, b = (load_file(str(r / "model" / "model.safetensors")) for r in (base, tuned))
+    assert set(a) == set(b)
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("vision."))      # tower stays frozen
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("lm."))     # the LM moved on
+    assert json.loads((tuned / "model" / "config.json").read_text())["config"]["lm_hidden"] == 64
+    card = (tuned / "model" / "card.md").read_text()
+    assert "initialised from" in card and "mirror with probability 0.5" in card
+    capsys.readouterr()
+    # wrong uses end in one sentence naming the fix
+    assert cli_main(["train", "--data", str(data), "--out", str(tmp_path / "x"), "--init-from",
+                     str(tmp_path / "missing"), *common]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert cli_main(["train", "--data", str(data), "--out", str(tmp_path / "y"), "--init-from",
+                     str(base / "model"), *COMMON]) == 2
+    assert "drop" in capsys.readouterr().err
+    assert cli_main(["train", "--data", str(data), "--out", str(tmp_path / "z"), "--mirror", "2", *COMMON]) == 2
+    assert "probability" in capsys.readouterr().err

@@ -59,6 +59,9 @@ def add_arguments(parser) -> None:
     g.add_argument("--numbers", choices=("head", "char"), default="head",
                    help="numbers via the numeric head (<num> placeholders) or as characters (default head)")
     g.add_argument("--train-vision", action="store_true", help="train the visual tower too in stage 2 (ablation)")
+    g.add_argument("--init-from", metavar="MODEL_DIR",
+                   help="start stage 2 from a finished model folder's weights and config (fine-tuning; "
+                        "--preset, --numbers, --vision-weights and --set are then taken from that folder)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field (JSON value), e.g. --set lm_layers=6")
     g = parser.add_argument_group("optimisation (stage 2)")
@@ -72,6 +75,9 @@ def add_arguments(parser) -> None:
     g.add_argument("--time-budget", type=float, metavar="MIN",
                    help="choose the step count so stage 2 ends after about MIN minutes (pace measured over "
                         "steps 5-30; --steps is then an upper bound); the count is logged and checkpointed")
+    g.add_argument("--mirror", type=float, default=0.0, metavar="P",
+                   help="chance of training on an example's exact left-right mirror (image flipped, "
+                        "scene reflected; default 0)")
     g.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (default 1.0)")
     g.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
     g = parser.add_argument_group("stage 1 (visual tower)")
@@ -124,6 +130,11 @@ def _validate(args) -> None:
             raise TrainError(f"--{name.replace('_', '-')} must be at least 1.")
     if args.time_budget is not None and args.time_budget <= 0:
         raise TrainError("--time-budget must be a positive number of minutes.")
+    if args.init_from and (args.stage != "2" or args.set or args.vision_weights):
+        raise TrainError("--init-from fine-tunes a finished model in stage 2 with its own config; drop "
+                         "--stage 1/both, --set and --vision-weights.")
+    if not 0.0 <= args.mirror <= 1.0:
+        raise TrainError("--mirror is a probability; give a number from 0 to 1.")
     if args.vision_weights and not Path(args.vision_weights).is_file():
         raise TrainError(f"Vision weights {args.vision_weights} do not exist; run stage 1 (--stage 1) "
                          "or pass the right file.")
@@ -347,20 +358,28 @@ def hardware(device) -> str:
 class Collator:
     """DataLoader collate: items (step, pixels, Scene, camera) -> the model's batch dict.
 
-    Synonyms and attribute order are drawn from ``random.Random(f"{seed}:{step}:{rank}")``,
-    so the targets of a step do not depend on what ran before (resume-safe)."""
+    Synonyms, attribute order and mirror flips are drawn from
+    ``random.Random(f"{seed}:{step}:{rank}")``, so the targets of a step do not depend on
+    what ran before (resume-safe). `mirror` is the chance that an example is replaced by
+    its left-right mirror image (training/augment.py; exact labels)."""
 
-    def __init__(self, tokenizer, config, seed: int, rank: int):
+    def __init__(self, tokenizer, config, seed: int, rank: int, mirror: float = 0.0):
         self.tokenizer, self.config, self.seed, self.rank = tokenizer, config, seed, rank
+        self.mirror = mirror
 
     def __call__(self, items):
         from ..model.batching import collate
+        from .augment import flip_pixels, mirror_scene
         step = items[0][0]
         rng = random.Random(f"{self.seed}:{step}:{self.rank}")
+        examples = []
+        for _, pix, scene, cam in items:
+            if self.mirror > 0 and rng.random() < self.mirror:
+                pix, scene = flip_pixels(pix), mirror_scene(scene, cam)
+            examples.append((pix, scene, cam))
         # the camera rides along so objects are written left to right as *this* image's
         # (jittered) camera sees them
-        return collate([(pix, scene, cam) for _, pix, scene, cam in items],
-                       self.tokenizer, self.config, rng=rng)
+        return collate(examples, self.tokenizer, self.config, rng=rng)
 
 
 def to_device(batch: dict, device) -> dict:
@@ -397,6 +416,19 @@ def _flag_overrides(args) -> dict:
     if args.vision_weights:
         o["vision_weights"] = str(Path(args.vision_weights).resolve())
     return o
+
+
+def initial_model(model_dir: str, args):
+    """A finished model to fine-tune: its own config and weights, set to train per the flags."""
+    from ..model.checkpoint import CheckpointError, load_checkpoint
+    try:
+        model = load_checkpoint(model_dir)
+    except CheckpointError as err:
+        raise TrainError(f"--init-from: {err}") from None
+    model.config.freeze_vision = not args.train_vision
+    model.freeze_vision(not args.train_vision)
+    args.preset, args.numbers = f"init from {model_dir}", model.config.numbers
+    return model.train()
 
 
 def make_tokenizer(config):
@@ -463,10 +495,14 @@ def train_program(args) -> Path:
         log(f"stage 2: {final_dir} exists, skipped")
         return final_dir
 
-    config = build_config(args)
     seed_all(args.seed)
-    tokenizer = make_tokenizer(config)
-    model = IGLLM(config, tokenizer).to(device)
+    if args.init_from:
+        model = initial_model(args.init_from, args).to(device)
+        config, tokenizer = model.config, model.tokenizer
+    else:
+        config = build_config(args)
+        tokenizer = make_tokenizer(config)
+        model = IGLLM(config, tokenizer).to(device)
     source = open_sources(args.data)
     n_train = len(source)
 
@@ -507,7 +543,7 @@ def train_program(args) -> Path:
 
     sampler = StepBatches(n_train, args.batch_size, args.seed, start, stop_step(), dist.rank, dist.world)
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=args.workers,
-                        collate_fn=Collator(tokenizer, config, args.seed, dist.rank),
+                        collate_fn=Collator(tokenizer, config, args.seed, dist.rank, args.mirror),
                         pin_memory=device.type == "cuda",
                         # own generator: creating the loader must not draw from the global torch RNG
                         generator=torch.Generator(),
@@ -620,6 +656,10 @@ def make_card(args, config, n_train: int, steps: int, seconds: float, hw: str, w
         f"- training time: {fmt_time(seconds)} on {hw}",
         f"- image size: {getattr(config, 'image_size', '?')}",
     ]
+    if args.init_from:
+        lines.insert(3, f"- initialised from: `{args.init_from}` (fine-tuned)")
+    if args.mirror:
+        lines.append(f"- augmentation: exact left-right mirror with probability {args.mirror:g}")
     if metrics:
         lines += ["", "## Metrics", "", metrics_markdown(metrics)]
     return "\n".join(lines) + "\n"

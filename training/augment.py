@@ -1,0 +1,105 @@
+"""Label-exact mirror augmentation: a horizontally flipped render *is* a render of the
+mirrored scene, so flipping the image and mirroring the program gives a new, correct
+training pair at no rendering cost.
+
+Why it is exact: the camera tracks the origin with world +Z up, so its right vector ``r``
+is horizontal and the vertical plane through the camera and the origin (normal ``r``)
+contains the camera's centre, forward and up axes. Reflecting the world in that plane
+leaves the camera where it is and negates every point's horizontal image coordinate
+about the principal point (the image centre): the image flips left-right. Objects stay
+on the ground (``r`` has no z), CLEVR's shapes are mirror-symmetric, and a yaw ``θ``
+becomes ``2φ − θ`` (``φ`` the plane's direction). Only the lamps, which the generator
+jitters anyway, end up on the other side.
+
+Pure Python for the geometry (no bpy); the pixel flip works on any [.., H, W] tensor.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from ..scene.camera import camera_axes
+from ..scene.program import Scene
+
+
+def mirror_point(point, camera) -> tuple[float, float, float]:
+    """`point` reflected in the vertical plane through `camera` and the origin."""
+    r = camera_axes(camera)[0]
+    d = sum(p * a for p, a in zip(point, r))
+    return tuple(float(p - 2.0 * d * a) for p, a in zip(point, r))
+
+
+def mirror_yaw(yaw: float, camera) -> float:
+    """The yaw of a mirrored object (radians, unfolded; the formatter folds it)."""
+    x, y, _ = mirror_point((math.cos(yaw), math.sin(yaw), 0.0), camera)
+    return math.atan2(y, x)
+
+
+def mirror_scene(scene: Scene, camera) -> Scene:
+    """The scene a left-right flipped image of `scene` (seen from `camera`) shows."""
+    return Scene([replace(o, loc=mirror_point(o.loc, camera), rotation=mirror_yaw(o.rotation, camera))
+                  for o in scene.objects])
+
+
+def flip_pixels(pixels):
+    """Left-right flip of an image tensor [.., H, W] (any dtype)."""
+    return pixels.flip(-1)
+
+
+def mirror_record(record: dict) -> dict:
+    """A CLEVR scene record of the mirrored scene (3d_coords, rotation, pixel_coords x and
+    the program change; everything else is kept)."""
+    from ..scene.program import format_program, scene_from_clevr
+    from .dataset import record_camera
+    camera = record_camera(record)
+    out = dict(record)
+    width = record.get("width")
+    objs = []
+    for o in record.get("objects", []):
+        o = dict(o, **{"3d_coords": list(mirror_point(o["3d_coords"], camera)),
+                       "rotation": mirror_yaw(float(o.get("rotation", 0.0)), camera)})
+        if width and "pixel_coords" in o:
+            px = list(o["pixel_coords"])
+            o["pixel_coords"] = [width - px[0], *px[1:]]
+        objs.append(o)
+    out["objects"] = objs
+    out.pop("relationships", None)      # left/right would swap; not needed for evaluation
+    if "program" in record:
+        out["program"] = format_program(scene_from_clevr(out).canonical(camera=camera))
+    return out
+
+
+def mirror_folder(src, dst) -> int:
+    """Write the mirror image of a dataset folder (``images/``, ``scenes.json``) to `dst`:
+    flipped PNGs and mirrored records. Returns the number of images."""
+    import json
+    from pathlib import Path
+
+    from PIL import Image, ImageOps
+
+    src, dst = Path(src), Path(dst)
+    scenes_path = src / "scenes.json"
+    if not scenes_path.is_file():
+        raise FileNotFoundError(f"{scenes_path} does not exist; point to a folder made by ig_llm generate")
+    scenes = json.loads(scenes_path.read_text())
+    (dst / "images").mkdir(parents=True, exist_ok=True)
+    records = []
+    for rec in scenes["scenes"]:
+        with Image.open(src / "images" / rec["image_filename"]) as img:
+            ImageOps.mirror(img).save(dst / "images" / rec["image_filename"])
+        records.append(mirror_record(rec))
+    out = dict(scenes, scenes=records)
+    tmp = dst / "scenes.json.tmp"
+    tmp.write_text(json.dumps(out))
+    tmp.replace(dst / "scenes.json")
+    return len(records)
+
+
+if __name__ == "__main__":      # python -m ig_llm.training.augment SRC_DIR DST_DIR
+    import sys
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m ig_llm.training.augment SRC_DIR DST_DIR  (mirror a dataset folder)")
+    try:
+        print(f"{mirror_folder(sys.argv[1], sys.argv[2])} images mirrored into {sys.argv[2]}")
+    except (OSError, ValueError) as err:
+        sys.exit(f"ig_llm augment: {err}")
