@@ -10,8 +10,11 @@ another machine picks up where it stopped):
    ``valB`` (B, seed S+2) at the training size, and ``valA_480`` / ``valB_480`` (the same
    scenes: same seeds and split names) at CLEVR's 480x320;
 2. ``ig_llm train --stage both`` (stage 1 tower, stage 2 program) into ``ROOT/runs/default``;
-3. ``predict`` + ``evaluate`` on the four held-out sets into ``ROOT/runs/eval``;
-4. the metrics table goes into the model's ``card.md``; the model is copied to
+3. fine-tuning (skip with ``--finetune-count 0``): render more condition-A data
+   ``ROOT/data/trainA2`` (seed S+4) and continue from step 2's model on trainA + trainA2
+   with mirror augmentation (``train --init-from``) into ``ROOT/runs/finetune``;
+4. ``predict`` + ``evaluate`` on the four held-out sets into ``ROOT/runs/eval``;
+5. the metrics table goes into the model's ``card.md``; the model is copied to
    ``model/default/`` (atomically), unless ``--no-install``.
 
 ``--ablations`` also trains (same data, same steps) the character-number model and the
@@ -28,6 +31,10 @@ from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_DIR = PACKAGE_ROOT / "model" / "default"
+
+
+# the shipped model's fine-tuning (step 3), run on the 2-core CPU build machine
+FINETUNE = {"count": 10000, "steps": 1500, "batch_size": 32, "lr": 3e-4, "mirror": 0.5}
 
 
 class TrainDefaultError(RuntimeError):
@@ -54,6 +61,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=4, help="DataLoader workers (default 4)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
+    g = parser.add_argument_group("fine-tuning (step 3)")
+    g.add_argument("--finetune-count", type=int, default=FINETUNE["count"],
+                   help=f"extra condition-A images, seed S+4 (default {FINETUNE['count']}: the shipped model's; 0 = skip)")
+    g.add_argument("--finetune-steps", type=int, default=FINETUNE["steps"],
+                   help=f"fine-tuning steps (default {FINETUNE['steps']})")
+    g.add_argument("--finetune-batch-size", type=int, default=FINETUNE["batch_size"])
+    g.add_argument("--finetune-lr", type=float, default=FINETUNE["lr"])
+    g.add_argument("--mirror", type=float, default=FINETUNE["mirror"], help="mirror augmentation probability")
     parser.add_argument("--ablations", action="store_true", help="also train/evaluate char numbers and trainable tower")
     parser.add_argument("--no-install", action="store_true", help="do not copy the model to model/default/")
 
@@ -114,6 +129,21 @@ def train(run: Path, data: Path, args, extra: list[str] = (), stage: str = "both
     if vision is not None:
         cmd += ["--vision-weights", str(vision)]
     _run(cmd + list(extra), f"train {run.name}")
+    return model
+
+
+def finetune(run: Path, init: Path, data: list[Path], args) -> Path:
+    """Step 3: continue from `init` on more data with mirror augmentation (resumable)."""
+    model = run / "model"
+    if (model / "config.json").is_file():
+        print(f"[train-default] {model} exists, skipped", flush=True)
+        return model
+    cmd = _ig("train", "--data", *map(str, data), "--out", str(run), "--init-from", str(init), "--resume",
+              "--steps", str(args.finetune_steps), "--batch-size", str(args.finetune_batch_size),
+              "--lr", str(args.finetune_lr), "--warmup-steps", "100", "--mirror", str(args.mirror),
+              "--device", args.device, "--workers", str(args.workers), "--seed", str(args.seed),
+              "--cache-images")
+    _run(cmd, f"fine-tune {run.name}")
     return model
 
 
@@ -178,8 +208,11 @@ def main(args) -> int:
             render(path, cond, args.val_count, seed, split, size, args)
         sets = {name: v[0] for name, v in held_out.items()}
 
-        model = train(root / "runs" / "default", data / "trainA", args)
-        summaries = evaluate(model, sets, root / "runs" / "eval" / "default", args)
+        model = base = train(root / "runs" / "default", data / "trainA", args)
+        if args.finetune_count > 0:
+            render(data / "trainA2", "A", args.finetune_count, s + 4, "trainA2", args.size, args)
+            model = finetune(root / "runs" / "finetune", model, [data / "trainA", data / "trainA2"], args)
+        summaries = evaluate(model, sets, root / "runs" / "eval" / model.parent.name, args)
         add_metrics_to_card(model, summaries, args)
         from .metrics import format_table
         print(format_table(summaries))
@@ -188,12 +221,13 @@ def main(args) -> int:
 
         if args.ablations:
             vision = root / "runs" / "default" / "stage1" / "vision.safetensors"
-            rows = {"default (head, frozen)": summaries}
+            # same data and budget: the ablations are compared with the model before fine-tuning
+            small = {k: v for k, v in sets.items() if "480" not in k}
+            rows = {"default (head, frozen)": evaluate(base, small, root / "runs" / "eval" / "default", args)}
             for name, extra in (("char numbers", ["--numbers", "char"]), ("trainable tower", ["--train-vision"])):
                 run = root / "runs" / name.replace(" ", "_")
                 m = train(run, data / "trainA", args, extra, stage="2", vision=vision)
-                rows[name] = evaluate(m, {k: v for k, v in sets.items() if "480" not in k},
-                                      root / "runs" / "eval" / run.name, args)
+                rows[name] = evaluate(m, small, root / "runs" / "eval" / run.name, args)
             _write_atomic(root / "runs" / "ablations.md", ablation_table(rows))
             print((root / "runs" / "ablations.md").read_text())
     except TrainDefaultError as err:

@@ -1,0 +1,46 @@
+"""`ig_llm train-default` end to end at toy sizes: real renders, stage 1, stage 2,
+fine-tuning on extra renders with mirror augmentation, predict, evaluate, card — and a
+second run that finds every step done and skips it (how a killed run resumes)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("bpy")
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGS = ["--train-count", "4", "--val-count", "2", "--no-480", "--size", "64x48", "--samples", "2",
+        "--render-workers", "1", "--steps", "3", "--batch-size", "2", "--stage1-steps", "2",
+        "--stage1-batch-size", "4", "--finetune-count", "2", "--finetune-steps", "2",
+        "--finetune-batch-size", "2", "--workers", "0", "--device", "cpu", "--no-install"]
+
+
+def _train_default(root: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "ig_llm", "train-default", "--root", str(root), *ARGS],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_train_default_runs_every_step_and_resumes(tmp_path):
+    first = _train_default(tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    data, runs = tmp_path / "data", tmp_path / "runs"
+    for name, count in (("trainA", 4), ("trainA2", 2), ("valA", 2), ("valB", 2)):
+        assert len(list((data / name / "labels").glob("*.json"))) == count
+    assert json.loads((data / "trainA2" / "manifest.json").read_text())["seed"] == 1 + 4
+    card = (runs / "finetune" / "model" / "card.md").read_text()
+    assert "initialised from" in card and "mirror with probability 0.5" in card and "## Metrics" in card
+    for s in ("A", "B"):
+        summary = json.loads((runs / "eval" / "finetune" / f"{s}.metrics.json").read_text())["summary"]
+        assert summary["scenes"] == 2
+    assert not (runs / "eval" / "default").exists()       # only the final model is evaluated
+    # everything is there: a rerun skips each step and changes nothing
+    before = (runs / "finetune" / "model" / "model.safetensors").read_bytes()
+    second = _train_default(tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.stdout.count("skipped") >= 6
+    assert (runs / "finetune" / "model" / "model.safetensors").read_bytes() == before
