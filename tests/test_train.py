@@ -179,6 +179,7 @@ def test_fine_tune_from_a_finished_model_with_mirror_augmentation(data, tmp_path
     assert json.loads((tuned / "model" / "config.json").read_text())["config"]["lm_hidden"] == 64
     card = (tuned / "model" / "card.md").read_text()
     assert "initialised from" in card and "mirror with probability 0.5" in card
+    assert "random init" not in card and "the initial model" in card
     capsys.readouterr()
     # wrong uses end in one sentence naming the fix
     assert cli_main(["train", "--data", str(data), "--out", str(tmp_path / "x"), "--init-from",

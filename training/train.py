@@ -645,7 +645,7 @@ def make_card(args, config, n_train: int, steps: int, seconds: float, hw: str, w
         "# IG-LLM model card", "",
         f"- preset: `{args.preset}`; numbers: `{args.numbers}`; visual tower: "
         f"{'trained in stage 2' if args.train_vision else 'frozen in stage 2'}",
-        f"- vision weights: `{args.vision_weights or 'random init'}`{stage1_summary(args.vision_weights)}",
+        f"- vision weights: {vision_origin(args)}",
         f"- parameters: {total_params / 1e6:.2f} M ({trainable / 1e6:.2f} M trained in stage 2)",
         f"- data: {n_train} images ({data})",
         f"- steps: {steps} x batch {args.batch_size} x {world} process(es)"
@@ -663,6 +663,12 @@ def make_card(args, config, n_train: int, steps: int, seconds: float, hw: str, w
     if metrics:
         lines += ["", "## Metrics", "", metrics_markdown(metrics)]
     return "\n".join(lines) + "\n"
+
+
+def vision_origin(args) -> str:
+    if args.init_from:
+        return f"the initial model's (`{args.init_from}`)"
+    return f"`{args.vision_weights or 'random init'}`{stage1_summary(args.vision_weights)}"
 
 
 def data_summary(paths) -> str:
