@@ -34,7 +34,7 @@ DEFAULT_MODEL_DIR = PACKAGE_ROOT / "model" / "default"
 
 
 # the shipped model's fine-tuning (step 3), run on the 2-core CPU build machine
-FINETUNE = {"count": 10000, "steps": 1500, "batch_size": 32, "lr": 3e-4, "mirror": 0.5}
+FINETUNE = {"count": 8000, "steps": 1500, "batch_size": 32, "lr": 3e-4, "mirror": 0.5}
 
 
 class TrainDefaultError(RuntimeError):
