@@ -135,6 +135,11 @@ def test_clear_errors(tmp_path, capsys):
     generate.prepare_out(tmp_path / "c", settings, resume=False)
     assert generate.main(_args(tmp_path / "c", resume=True, samples=8)) == 2
     assert "samples=4 there but 8 now" in capsys.readouterr().err
+    # a larger --count extends the dataset (image i does not depend on it); a smaller one is refused
+    generate.prepare_out(tmp_path / "c", dict(settings, count=9), resume=True)
+    assert json.loads((tmp_path / "c" / "manifest.json").read_text())["count"] == 9
+    with pytest.raises(generate.GenerateError, match="extend a dataset but not shrink"):
+        generate.prepare_out(tmp_path / "c", dict(settings, count=3), resume=True)
 
 
 def test_controller_never_imports_bpy(tmp_path):

@@ -143,10 +143,18 @@ def prepare_out(out: Path, settings: dict, resume: bool) -> None:
             raise GenerateError(f"{manifest_path} is unreadable; delete the folder or choose a new --out.") from None
         for key, value in LEGACY_DEFAULTS.items():     # manifests written before a key existed
             old.setdefault(key, value)
-        diff = [f"{k}={old.get(k)!r} there but {settings[k]!r} now" for k in MANIFEST_KEYS if old.get(k) != settings[k]]
+        # image i depends only on (split, seed, i) and the settings, not on --count: a
+        # larger count extends the dataset; a smaller one would leave extra images behind
+        diff = [f"{k}={old.get(k)!r} there but {settings[k]!r} now" for k in MANIFEST_KEYS
+                if k != "count" and old.get(k) != settings[k]]
         if diff:
             raise GenerateError(f"{out} holds a different dataset ({'; '.join(diff)}); rerun with the same "
                                 f"settings to resume it, or choose a new --out folder.")
+        if settings["count"] < old.get("count", 0):
+            raise GenerateError(f"{out} was made for --count {old['count']}; --resume can extend a dataset "
+                                f"but not shrink it: pass --count {old['count']} or more.")
+        if settings["count"] > old.get("count", 0):
+            write_json_atomic(manifest_path, {**old, "count": settings["count"]})
     for sub in ("images", "labels", "logs"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     if not manifest_path.is_file():
