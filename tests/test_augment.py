@@ -104,3 +104,16 @@ def test_mirror_folder_writes_flipped_images_and_mirrored_truth(tmp_path):
         assert np.array_equal(img_a[:, ::-1], img_b)
     with pytest.raises(FileNotFoundError, match="scenes.json"):
         mirror_folder(tmp_path / "nothing", tmp_path / "x")
+
+
+def test_mirror_folder_bad_input_leaves_nothing(tmp_path):
+    data = make_synthetic_dataset(tmp_path / "d", 2, seed=5)
+    (data / "images" / "CLEVR_synthetic_000001.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="cannot be read"):
+        mirror_folder(data, tmp_path / "m")
+    assert not any(p.name.startswith((".m", "m")) for p in tmp_path.iterdir())   # no half-written copy
+    (data / "scenes.json").write_text("{broken")
+    with pytest.raises(ValueError, match="not a readable scenes file"):
+        mirror_folder(data, tmp_path / "m")
+    with pytest.raises(FileExistsError, match="already exists"):
+        mirror_folder(data, data)

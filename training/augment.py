@@ -70,9 +70,13 @@ def mirror_record(record: dict) -> dict:
 
 
 def mirror_folder(src, dst) -> int:
-    """Write the mirror image of a dataset folder (``images/``, ``scenes.json``) to `dst`:
-    flipped PNGs and mirrored records. Returns the number of images."""
+    """Write the mirror image of a dataset folder (``images/``, ``scenes.json``) to a new
+    folder `dst`: flipped PNGs and mirrored records. Built in a temporary sibling and
+    renamed at the end, so a failure leaves no `dst`. Returns the number of images.
+    Raises ValueError / FileNotFoundError / FileExistsError with one sentence and the fix."""
     import json
+    import os
+    import shutil
     from pathlib import Path
 
     from PIL import Image, ImageOps
@@ -81,17 +85,31 @@ def mirror_folder(src, dst) -> int:
     scenes_path = src / "scenes.json"
     if not scenes_path.is_file():
         raise FileNotFoundError(f"{scenes_path} does not exist; point to a folder made by ig_llm generate")
-    scenes = json.loads(scenes_path.read_text())
-    (dst / "images").mkdir(parents=True, exist_ok=True)
-    records = []
-    for rec in scenes["scenes"]:
-        with Image.open(src / "images" / rec["image_filename"]) as img:
-            ImageOps.mirror(img).save(dst / "images" / rec["image_filename"])
-        records.append(mirror_record(rec))
-    out = dict(scenes, scenes=records)
-    tmp = dst / "scenes.json.tmp"
-    tmp.write_text(json.dumps(out))
-    tmp.replace(dst / "scenes.json")
+    if dst.exists():
+        raise FileExistsError(f"{dst} already exists; choose a new output folder")
+    try:
+        scenes = json.loads(scenes_path.read_text())
+        records = scenes["scenes"]
+        mirrored = [mirror_record(rec) for rec in records]
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{scenes_path} is not a readable scenes file ({type(err).__name__}: {err}); "
+                         "render the folder again with ig_llm generate") from None
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    try:
+        (tmp / "images").mkdir(parents=True)
+        for rec in records:
+            path = src / "images" / rec["image_filename"]
+            try:
+                with Image.open(path) as img:
+                    ImageOps.mirror(img).save(tmp / "images" / rec["image_filename"])
+            except (OSError, Image.DecompressionBombError) as err:
+                raise ValueError(f"image {path} cannot be read ({err}); re-render it or drop it from "
+                                 "scenes.json") from None
+        (tmp / "scenes.json").write_text(json.dumps(dict(scenes, scenes=mirrored)))
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, dst)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return len(records)
 
 
