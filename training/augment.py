@@ -22,22 +22,32 @@ from ..scene.camera import camera_axes
 from ..scene.program import Scene
 
 
+def _reflect(v, r) -> tuple[float, float, float]:
+    """`v` reflected in the plane through the origin with unit normal `r`."""
+    d = sum(a * b for a, b in zip(v, r))
+    return tuple(float(a - 2.0 * d * b) for a, b in zip(v, r))
+
+
+def _yaw_reflected(yaw: float, r) -> float:
+    x, y, _ = _reflect((math.cos(yaw), math.sin(yaw), 0.0), r)
+    return math.atan2(y, x)
+
+
 def mirror_point(point, camera) -> tuple[float, float, float]:
-    """`point` reflected in the vertical plane through `camera` and the origin."""
-    r = camera_axes(camera)[0]
-    d = sum(p * a for p, a in zip(point, r))
-    return tuple(float(p - 2.0 * d * a) for p, a in zip(point, r))
+    """`point` reflected in the vertical plane through `camera` and the origin (its normal is
+    the camera's horizontal right axis)."""
+    return _reflect(point, camera_axes(camera)[0])
 
 
 def mirror_yaw(yaw: float, camera) -> float:
     """The yaw of a mirrored object (radians, unfolded; the formatter folds it)."""
-    x, y, _ = mirror_point((math.cos(yaw), math.sin(yaw), 0.0), camera)
-    return math.atan2(y, x)
+    return _yaw_reflected(yaw, camera_axes(camera)[0])
 
 
 def mirror_scene(scene: Scene, camera) -> Scene:
     """The scene a left-right flipped image of `scene` (seen from `camera`) shows."""
-    return Scene([replace(o, loc=mirror_point(o.loc, camera), rotation=mirror_yaw(o.rotation, camera))
+    r = camera_axes(camera)[0]          # once per scene: this runs in the training collate
+    return Scene([replace(o, loc=_reflect(o.loc, r), rotation=_yaw_reflected(o.rotation, r))
                   for o in scene.objects])
 
 
@@ -120,4 +130,4 @@ if __name__ == "__main__":      # python -m ig_llm.training.augment SRC_DIR DST_
     try:
         print(f"{mirror_folder(sys.argv[1], sys.argv[2])} images mirrored into {sys.argv[2]}")
     except (OSError, ValueError) as err:
-        sys.exit(f"ig_llm augment: {err}")
+        sys.exit(f"ig_llm augment: {err}.")

@@ -34,6 +34,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .augment import flip_pixels, mirror_scene   # pure Python, no torch: cheap at start-up
+
 CHECKPOINT_PREFIX = "step_"
 
 
@@ -369,7 +371,6 @@ class Collator:
 
     def __call__(self, items):
         from ..model.batching import collate
-        from .augment import flip_pixels, mirror_scene
         step = items[0][0]
         rng = random.Random(f"{self.seed}:{step}:{self.rank}")
         examples = []
