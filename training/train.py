@@ -498,7 +498,12 @@ def train_program(args) -> Path:
 
     seed_all(args.seed)
     if args.init_from:
-        model = initial_model(args.init_from, args).to(device)
+        try:
+            model = initial_model(args.init_from, args).to(device)
+        except TrainError:
+            if not any(run_dir.iterdir()):      # nothing ran: leave no empty run folder behind
+                run_dir.rmdir()
+            raise
         config, tokenizer = model.config, model.tokenizer
     else:
         config = build_config(args)
