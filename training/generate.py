@@ -4,11 +4,13 @@ Layout of ``--out DIR``::
 
     DIR/manifest.json                      settings; --resume refuses a mismatch
     DIR/images/CLEVR_{split}_{i:06d}.png
+    DIR/index/CLEVR_{split}_{i:06d}.npz    per-pixel truth: the Object Index pass (uint8,
+                                           0 = background, k = k-th object of the label)
     DIR/labels/CLEVR_{split}_{i:06d}.json  CLEVR scene record + program, jitter, ...
     DIR/scenes.json                        all labels merged: {"info": ..., "scenes": [...]}
     DIR/logs/worker-{k}.log                Blender's output of each worker process
 
-A sample is complete iff its label exists. The PNG is written first and the label last,
+A sample is complete iff its label exists. The PNG and index map are written first and the label last,
 each through a temporary file and ``os.replace``, so a run killed at any moment leaves
 only complete samples (plus at most a PNG without a label, which the next run rewrites)
 and ``--resume`` renders exactly the missing ones. Image ``i`` is a pure function of
@@ -155,7 +157,7 @@ def prepare_out(out: Path, settings: dict, resume: bool) -> None:
                                 f"but not shrink it: pass --count {old['count']} or more.")
         if settings["count"] > old.get("count", 0):
             write_json_atomic(manifest_path, {**old, "count": settings["count"]})
-    for sub in ("images", "labels", "logs"):
+    for sub in ("images", "index", "labels", "logs"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     if not manifest_path.is_file():
         write_json_atomic(manifest_path, {**settings, "generator": "ig_llm generate", "version": 1})
@@ -165,7 +167,9 @@ def prepare_out(out: Path, settings: dict, resume: bool) -> None:
 def _remove_stale_temps(out: Path) -> None:
     """Temp files of killed runs (a live worker's are young; leave those alone)."""
     now = time.time()
-    for sub in ("images", "labels"):
+    for sub in ("images", "index", "labels"):
+        if not (out / sub).is_dir():
+            continue
         for p in (out / sub).glob(".*"):
             try:
                 if now - p.stat().st_mtime > STALE_TMP_S:
@@ -218,7 +222,8 @@ def render_indices(out: Path, settings: dict, indices: list[int], threads: int |
             if stop_if_orphaned and os.getppid() != parent:
                 return  # the controlling process died: don't race a resumed run
             png = out / "images" / image_name(settings["split"], i, "png")
-            label = renderer.render_index(i, str(png))    # the PNG lands atomically first
+            index_map = out / "index" / image_name(settings["split"], i, "npz")
+            label = renderer.render_index(i, str(png), str(index_map))  # PNG + map land atomically first
             write_json_atomic(out / "labels" / image_name(settings["split"], i, "json"), label)
             if on_done:
                 on_done(i)

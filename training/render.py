@@ -135,6 +135,21 @@ def read_index_pass(path: str) -> np.ndarray:
     return np.rint(index[::-1]).astype(np.int32)   # Blender's rows start at the bottom
 
 
+def save_index_map(ids: np.ndarray, path: str) -> None:
+    """Write an Object Index pass as the dataset's per-pixel truth, atomically.
+
+    ``DIR/index/<image name>.npz`` holds one uint8 array ``index`` (height, width), row 0
+    at the image's top: 0 = background, k = the k-th object of the label (1-based)."""
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f".{name}.tmp-{os.getpid()}.npz")
+    try:
+        np.savez_compressed(tmp, index=ids.clip(0, 255).astype(np.uint8))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def relationships(objects: list, directions: dict) -> dict:
     """CLEVR's spatial relations: for each object, the indices of objects in each direction."""
     rel = {}
@@ -199,9 +214,10 @@ class Renderer:
         strip_png_metadata(tmp, png_path)
         return read_index_pass(self.index_path)
 
-    def render_index(self, index: int, png_path: str) -> dict:
+    def render_index(self, index: int, png_path: str, index_map_path: str | None = None) -> dict:
         """Render image `index` (resampling until every object is visible enough) to
-        `png_path`; returns its label (CLEVR scene record + program, jitter, ...)."""
+        `png_path` (and its Object Index map to `index_map_path`, see `save_index_map`);
+        returns its label (CLEVR scene record + program, jitter, ...)."""
         for attempt in range(self.max_attempts):
             sample = sample_image(self.seed, index, attempt, domain=self.domain,
                                   condition=self.condition, split=self.split)
@@ -209,6 +225,8 @@ class Renderer:
             counts = np.bincount(ids.ravel().clip(0), minlength=len(sample.scene) + 1)
             visible = [int(c) for c in counts[1:len(sample.scene) + 1]]
             if min(visible) >= self.min_pixels:
+                if index_map_path:
+                    save_index_map(ids, index_map_path)
                 return self.label(sample, visible)
         raise VisibilityError(f"Image {index}: no placement in {self.max_attempts} attempts had every "
                               f"object at >= {self.min_pixels} visible pixels; lower --min-pixels.")
