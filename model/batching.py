@@ -86,11 +86,18 @@ def _to_rgb(img, src):
     return img.convert("RGB")
 
 
-def preprocess_image(img, image_size: int) -> torch.Tensor:
-    """PIL image, file path or numpy array -> normalised FloatTensor [3, image_size, image_size].
+def image_dims(image_size) -> tuple[int, int]:
+    """(width, height) from an int (a square, the paper's) or a (width, height) pair."""
+    return (image_size, image_size) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1]))
 
-    Accepts RGB, RGBA (composited over the CLIP mean colour), grey, 16-bit and palette
-    images. Pads to a square with the CLIP mean colour, then resizes (bicubic).
+
+def preprocess_image(img, image_size) -> torch.Tensor:
+    """PIL image, file path or numpy array -> normalised FloatTensor [3, height, width].
+
+    `image_size` is an int (a square, the paper's) or (width, height) — an IGLLMConfig's
+    ``image_dims``. Accepts RGB, RGBA (composited over the CLIP mean colour), grey, 16-bit
+    and palette images. Pads to the target aspect with the CLIP mean colour (a 3:2 render
+    into a 3:2 tower is not padded at all), then resizes (bicubic).
     Raises ImageError naming the file for unreadable, empty or enormous images.
     """
     from PIL import Image
@@ -108,12 +115,14 @@ def preprocess_image(img, image_size: int) -> torch.Tensor:
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"Image {name} cannot be decoded ({err}); the file may be truncated — "
                          "re-export it.") from None
-    side = max(w, h)
+    tw, th = image_dims(image_size)
+    # the smallest canvas of the target aspect that holds the image
+    cw, ch = (w, max(h, round(w * th / tw))) if w * th >= h * tw else (max(w, round(h * tw / th)), h)
     mean_rgb = tuple(int(round(m * 255)) for m in CLIP_MEAN)
-    square = Image.new("RGB", (side, side), mean_rgb)
-    square.paste(rgb, ((side - w) // 2, (side - h) // 2))
-    square = square.resize((image_size, image_size), Image.BICUBIC)
-    arr = torch.from_numpy(np.asarray(square, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    canvas = Image.new("RGB", (cw, ch), mean_rgb)
+    canvas.paste(rgb, ((cw - w) // 2, (ch - h) // 2))
+    canvas = canvas.resize((tw, th), Image.BICUBIC)
+    arr = torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255.0).permute(2, 0, 1)
     mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
     std = torch.tensor(CLIP_STD).view(3, 1, 1)
     return ((arr - mean) / std).contiguous()
@@ -175,9 +184,10 @@ def collate(examples, tokenizer, config, rng=None) -> dict:
     for example in examples:
         image, scene = example[0], example[1]
         camera = example[2] if len(example) > 2 else None
-        if tuple(image.shape) != (3, config.image_size, config.image_size):
+        w, h = config.image_dims
+        if tuple(image.shape) != (3, h, w):
             raise ValueError(f"image tensor has shape {tuple(image.shape)}, expected "
-                             f"(3, {config.image_size}, {config.image_size}); use preprocess_image")
+                             f"(3, {h}, {w}); use preprocess_image")
         pixels.append(image)
         text, values = program_text(scene, config, rng, camera)
         pieces = split_pieces(text)

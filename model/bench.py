@@ -78,7 +78,7 @@ def run_bench(model_dir=None, n_images: int = 20, objects: int = 10, threads: in
     import numpy as np
 
     rng = np.random.default_rng(0)
-    images = [preprocess_image(rng.integers(0, 256, (160, 240, 3), dtype=np.uint8), cfg.image_size)
+    images = [preprocess_image(rng.integers(0, 256, (160, 240, 3), dtype=np.uint8), cfg.image_dims)
               for _ in range(n_images)]
     # warm-up (first calls allocate)
     from .decoding import generate

@@ -18,9 +18,12 @@ DTYPES = ("float32", "bfloat16", "float16")
 @dataclass
 class IGLLMConfig:
     # -- vision tower (open_clip) ---------------------------------------------------------
-    # an open_clip model name (e.g. "ViT-L-14-336") or "custom" for the fields below
+    # an open_clip model name (e.g. "ViT-L-14-336"), "custom" (a small ViT from the fields
+    # below) or "conv" (model/vision.py ConvTower: native aspect, stride-8 grid)
     vision_model: str = "custom"
-    image_size: int = 192
+    image_size: int = 192                 # width (and height, unless image_height is set)
+    image_height: int | None = None       # None: square input, images padded (the paper's)
+    conv_channels: list = field(default_factory=lambda: [32, 48, 96, 128, 128])
     patch_size: int = 16
     vision_width: int = 192
     vision_layers: int = 4
@@ -73,7 +76,15 @@ class IGLLMConfig:
         return int(math.ceil(self.lm_hidden * 2.75 / 32) * 32)
 
     @property
+    def image_dims(self) -> tuple[int, int]:
+        """(width, height) the tower takes; images are letterboxed to this aspect."""
+        return self.image_size, self.image_height or self.image_size
+
+    @property
     def num_image_tokens(self) -> int:
+        if self.vision_model == "conv":     # stride 8, then 2x2 cells per token
+            w, h = self.image_dims
+            return (w // 16) * (h // 16)
         return (self.image_size // self.patch_size) ** 2
 
     def num_scale(self, field_name: str) -> float:

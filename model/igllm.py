@@ -23,7 +23,7 @@ from torch import nn
 from .config import IGLLMConfig
 from .projector import build_projector
 from .tokenizer import ProgramTokenizer
-from .vision import VisionTower
+from .vision import build_vision_tower
 
 _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -97,7 +97,7 @@ class IGLLM(nn.Module):
         super().__init__()
         self.config, self.tokenizer = config, tokenizer
         load_vision = load_weights if load_vision_weights is None else load_vision_weights
-        self.vision = VisionTower(config, load_weights=load_vision)
+        self.vision = build_vision_tower(config, load_weights=load_vision)
         lm = build_language_model(config, tokenizer, load_weights=load_weights)
         if config.gradient_checkpointing:
             lm.gradient_checkpointing_enable()
@@ -134,6 +134,16 @@ class IGLLM(nn.Module):
     def freeze_vision(self, frozen: bool = True) -> None:
         for p in self.vision.parameters():
             p.requires_grad_(not frozen)
+        if frozen:
+            self.vision.eval()
+
+    def train(self, mode: bool = True):
+        """As nn.Module.train, but a frozen tower stays in eval mode: its BatchNorm
+        statistics are part of what stage 1 learned and must not drift in stage 2."""
+        super().train(mode)
+        if not any(p.requires_grad for p in self.vision.parameters()):
+            self.vision.eval()
+        return self
 
     def vision_parameters(self):
         return list(self.vision.parameters())

@@ -59,7 +59,7 @@ class Predictor:
         results = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]
-            pixels = torch.stack([preprocess_image(im, self.config.image_size) for im in chunk])
+            pixels = torch.stack([preprocess_image(im, self.config.image_dims) for im in chunk])
             for text, scene in generate(self.model, pixels, constrained=self.constrained):
                 results.append((scene, text))
         return results

@@ -1,4 +1,5 @@
-"""Named configurations: ``tiny`` (the CPU default) and ``paper`` (the paper's setting).
+"""Named configurations: ``tiny`` (the CPU default), ``tiny-vit`` (the earlier default) and
+``paper`` (the paper's setting).
 
 ``make_config(name, **overrides)`` returns an IGLLMConfig; overrides are plain config
 fields. ``tiny`` is sized to decode a 10-object CLEVR scene in well under half a second
@@ -9,8 +10,17 @@ from __future__ import annotations
 from .config import IGLLMConfig
 
 PRESETS = {
-    # small custom ViT (144 patch tokens) + a 4-layer Llama; ~5 M parameters
+    # conv tower at the renders' own 3:2 size (192x128, stride-8 grid, 96 LM tokens of 2x2
+    # cells; stage 1 = dense per-pixel targets) + a 4-layer Llama; ~4 M parameters
     "tiny": dict(
+        vision_model="conv", image_size=192, image_height=128, conv_channels=[32, 48, 96, 128, 128],
+        projector="mlp2x_gelu",
+        lm_path=None, lm_hidden=256, lm_layers=4, lm_heads=4, lm_intermediate=704,
+        lm_max_positions=1024, dtype="float32", storage_dtype="float16",
+        numbers="head", num_loss_weight=1.0),
+    # the previous default (v1/v2): small custom ViT on a 192x192 letterbox (144 patch
+    # tokens), stage 1 = contrastive captions; kept for the ablation
+    "tiny-vit": dict(
         vision_model="custom", image_size=192, patch_size=16, vision_width=192, vision_layers=5,
         vision_heads=4, vision_embed_dim=128, projector="mlp2x_gelu",
         lm_path=None, lm_hidden=256, lm_layers=4, lm_heads=4, lm_intermediate=704,

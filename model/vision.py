@@ -98,3 +98,101 @@ class VisionTower(nn.Module):
         if not tr.batch_first:
             x = x.transpose(0, 1)
         return x[:, 1:, :]                    # drop CLS, keep patch tokens
+
+
+# ---------------------------------------------------------------------------------------
+# the convolutional tower (preset `tiny`): native 3:2 input, stride-8 feature grid
+# ---------------------------------------------------------------------------------------
+class ConvBN(nn.Sequential):
+    """Conv2d (no bias) -> BatchNorm2d; at inference the pair is one affine convolution."""
+
+    def __init__(self, cin: int, cout: int, k: int, stride: int = 1):
+        super().__init__(nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout))
+
+
+class ResBlock(nn.Module):
+    """Two 3x3 ConvBNs with a skip (a 1x1 ConvBN where the shape changes), ReLU after the sum."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1, self.conv2 = ConvBN(cin, cout, 3, stride), ConvBN(cout, cout, 3)
+        self.skip = ConvBN(cin, cout, 1, stride) if (stride != 1 or cin != cout) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv2(torch.relu(self.conv1(x)))
+        return torch.relu(y + (x if self.skip is None else self.skip(x)))
+
+
+def coord_channels(b: int, h: int, w: int, device, dtype) -> torch.Tensor:
+    """[B, 2, H, W] of x, y in [-1, 1]: tells the convolutions where in the image they are
+    (ground position depends on it; padding alone gives a weak hint)."""
+    ys = torch.linspace(-1.0, 1.0, h, device=device, dtype=dtype).view(1, 1, h, 1).expand(b, 1, h, w)
+    xs = torch.linspace(-1.0, 1.0, w, device=device, dtype=dtype).view(1, 1, 1, w).expand(b, 1, h, w)
+    return torch.cat([xs, ys], dim=1)
+
+
+class ConvTower(nn.Module):
+    """Image [B, 3, H, W] -> tokens [B, (H/16)(W/16), 4C].
+
+    A 5x5 stride-2 stem and four residual blocks (strides 2, 2, 1, 1: total stride 8)
+    give a dense grid `features()` [B, C, H/8, W/8] — at 192x128 a 16x24 grid, 8 px per
+    cell, fine enough for CLEVR's smallest objects. Stage 1 trains dense heads on that
+    grid (training/pretrain_dense.py). The LM gets the same features with each 2x2 group
+    of cells stacked into one token (space-to-depth): 4x fewer tokens for the LM, nothing
+    thrown away.
+    """
+
+    def __init__(self, config: IGLLMConfig):
+        super().__init__()
+        c = list(config.conv_channels)
+        if len(c) != 5:
+            raise ValueError(f"conv_channels needs 5 widths (stem + 4 blocks), not {c}")
+        self.stem = ConvBN(5, c[0], 5, 2)            # RGB + 2 coordinate channels
+        self.blocks = nn.ModuleList([ResBlock(c[0], c[1], 2), ResBlock(c[1], c[2], 2),
+                                     ResBlock(c[2], c[3], 1), ResBlock(c[3], c[4], 1)])
+        self.channels = c[4]
+        self.width = 4 * c[4]                        # token size after 2x2 space-to-depth
+
+    def features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = pixel_values.shape
+        x = torch.cat([pixel_values, coord_channels(b, h, w, pixel_values.device, pixel_values.dtype)], 1)
+        x = torch.relu(self.stem(x))
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        f = self.features(pixel_values)                        # [B, C, h, w], h and w even
+        b, c, h, w = f.shape
+        f = f.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 3, 5, 1)   # B, h/2, w/2, 2, 2, C
+        return f.reshape(b, (h // 2) * (w // 2), 4 * c)
+
+    def load_stage1_weights(self, path: str) -> None:
+        """Load the ``visual.*`` tensors (BatchNorm statistics included) of a stage-1 file."""
+        path = Path(path)
+        if not path.is_file():
+            raise VisionWeightsError(f"Vision weight file {path} does not exist; run stage 1 (ig_llm train "
+                                     "--stage 1) or set vision_weights to the right file.")
+        try:
+            from safetensors.torch import load_file
+            state = load_file(str(path))
+        except Exception as err:
+            raise VisionWeightsError(f"Vision weight file {path} cannot be read ({err}); run stage 1 "
+                                     "again.") from None
+        visual = {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}
+        try:
+            self.load_state_dict(visual, strict=True)
+        except RuntimeError as err:
+            first = str(err).splitlines()[0]
+            raise VisionWeightsError(f"Vision weight file {path} does not fit the configured tower "
+                                     f"({first}); check conv_channels.") from None
+
+
+def build_vision_tower(config: IGLLMConfig, load_weights: bool = True) -> nn.Module:
+    """The tower a config names: ``conv`` (ours) or an open_clip ViT (``custom`` or a name)."""
+    if config.vision_model == "conv":
+        tower = ConvTower(config)
+        if load_weights and config.vision_weights:
+            tower.load_stage1_weights(config.vision_weights)
+        return tower
+    return VisionTower(config, load_weights=load_weights)

@@ -33,6 +33,8 @@ def random_scene(rng: random.Random, n: int | None = None) -> Scene:
     return Scene(objs)
 
 
-def random_images(n: int, size: int, seed: int = 0) -> torch.Tensor:
+def random_images(n: int, size, seed: int = 0) -> torch.Tensor:
+    """[n, 3, H, W] noise; `size` an int (square) or a config's (width, height)."""
+    w, h = (size, size) if isinstance(size, int) else size
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 3, size, size, generator=g)
+    return torch.randn(n, 3, h, w, generator=g)

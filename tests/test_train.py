@@ -18,11 +18,17 @@ from ig_llm.training.dataset import (DatasetError, PackSource, SceneDataset, Ste
 from ig_llm.training.synthetic import make_synthetic_dataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-# a very small model: 64 px images (16 patch tokens), 2-layer tower, 2-layer LM of width 64
-TINY = ["--set", "image_size=64", "--set", "vision_width=64", "--set", "vision_layers=2",
-        "--set", "vision_heads=2", "--set", "lm_hidden=64", "--set", "lm_layers=2",
-        "--set", "lm_intermediate=128", "--set", "storage_dtype=float32"]
-COMMON = ["--threads", "1", "--quiet", "--workers", "0", "--log-every", "5", *TINY]
+# a very small model: the default conv tower at the drawings' own 96x64 (12x8 grid, 24 LM
+# tokens) with narrow channels, and a 2-layer LM of width 64
+TINY = ["--set", "image_size=96", "--set", "image_height=64", "--set", "conv_channels=[8,8,16,16,16]",
+        "--set", "lm_hidden=64", "--set", "lm_layers=2", "--set", "lm_intermediate=128",
+        "--set", "storage_dtype=float32"]
+# the earlier ViT tower (preset tiny-vit, contrastive stage 1): 64 px, 16 patch tokens
+TINY_VIT = ["--preset", "tiny-vit", "--set", "image_size=64", "--set", "vision_width=64",
+            "--set", "vision_layers=2", "--set", "vision_heads=2", "--set", "lm_hidden=64",
+            "--set", "lm_layers=2", "--set", "lm_intermediate=128", "--set", "storage_dtype=float32"]
+RUN = ["--threads", "1", "--quiet", "--workers", "0", "--log-every", "5"]
+COMMON = [*RUN, *TINY]
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +74,13 @@ def test_pack_and_step_batches(data, tmp_path):
     assert epoch0 == list(range(24))   # every image once per epoch
 
 
-def test_train_predict_evaluate_end_to_end(data, tmp_path, capsys):
+@pytest.mark.parametrize("tower", [TINY, TINY_VIT], ids=["conv-dense", "vit-contrastive"])
+def test_train_predict_evaluate_end_to_end(data, tmp_path, capsys, tower):
     torch.set_num_threads(1)
     run = tmp_path / "run"
     rc = cli_main(["train", "--data", str(data), "--out", str(run), "--stage", "both",
                    "--stage1-steps", "3", "--stage1-batch-size", "8", "--steps", "8", "--batch-size", "4",
-                   "--save-every", "4", "--lr", "2e-3", *COMMON])
+                   "--save-every", "4", "--lr", "2e-3", *RUN, *tower])
     assert rc == 0
     assert (run / "stage1" / "vision.safetensors").is_file()
     for f in ("config.json", "model.safetensors", "tokenizer.json", "card.md"):
@@ -84,10 +91,12 @@ def test_train_predict_evaluate_end_to_end(data, tmp_path, capsys):
     assert "stage 1 step 3/3" in log and "step 8/8" in log and "eta" in log
     # the stage 1 tower is what the stage 2 model started from (frozen: still equal)
     from safetensors.torch import load_file
-    tower = load_file(str(run / "stage1" / "vision.safetensors"))
+    stage1 = load_file(str(run / "stage1" / "vision.safetensors"))
     trained = load_file(str(run / "model" / "model.safetensors"))
-    key = next(k for k in tower if k.endswith("conv1.weight"))
-    assert torch.equal(tower[key], trained["vision." + key].float())
+    for key in stage1:      # every tensor, BatchNorm statistics included
+        # the ViT lives at vision.visual.*, the conv tower at vision.*
+        name = "vision." + key if "vision." + key in trained else "vision." + key[len("visual."):]
+        assert torch.equal(stage1[key], trained[name].to(stage1[key].dtype)), key
 
     pred = tmp_path / "pred.json"
     assert cli_main(["predict", str(data / "images"), "--model", str(run / "model"), "--out", str(pred),

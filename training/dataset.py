@@ -101,6 +101,21 @@ class FolderSource:
     def scene(self, i: int) -> Scene:
         return scene_from_clevr(self.records[i])
 
+    def index_map(self, i: int) -> np.ndarray:
+        """The per-pixel truth of image i (see training/render.py save_index_map)."""
+        name = Path(self.records[i]["image_filename"]).with_suffix(".npz").name
+        path = self.root / "index" / name
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return z["index"]
+        except FileNotFoundError:
+            raise DatasetError(f"Dataset folder {self.root} has no per-pixel truth for {name} (index/ is "
+                               f"missing or incomplete); add it with `python -m ig_llm.training.index_maps "
+                               f"{self.root}`.") from None
+        except (OSError, KeyError, ValueError) as err:
+            raise DatasetError(f"Index map {path} is damaged ({err}); delete it and run `python -m "
+                               f"ig_llm.training.index_maps {self.root}`.") from None
+
 
 class PackSource:
     """A packed ``.npz`` (see the module docstring); every byte is held in memory."""
@@ -167,6 +182,13 @@ class ConcatSource:
         s, j = self._locate(i)
         return s.scene(j)
 
+    def index_map(self, i: int) -> np.ndarray:
+        s, j = self._locate(i)
+        if not hasattr(s, "index_map"):
+            raise DatasetError(f"{getattr(s, 'path', s)} carries no per-pixel truth; train stage 1 on the "
+                               "dataset folder instead.")
+        return s.index_map(j)
+
 
 def open_source(path: str | os.PathLike):
     """A dataset folder or a pack file, by what `path` is."""
@@ -182,6 +204,21 @@ def open_sources(paths: Sequence) -> ConcatSource:
     if not paths:
         raise DatasetError("No training data given; pass dataset folders or pack files.")
     return ConcatSource([open_source(p) for p in paths])
+
+
+HELD_OUT_CONDITIONS = ("B",)   # CoGenT condition B tests compositional generalisation
+
+
+def open_training_sources(paths: Sequence) -> ConcatSource:
+    """`open_sources` for a training stage: refuses any held-out (condition B) image, so
+    no training command can learn from the test condition, whatever folder it is given."""
+    sources = open_sources(paths)
+    for src, path in zip(sources.sources, paths):
+        bad = next((r for r in src.records if r.get("condition") in HELD_OUT_CONDITIONS), None)
+        if bad is not None:
+            raise DatasetError(f"{path} holds CoGenT condition-{bad['condition']} images ({bad.get('image_filename')}), "
+                               "which are held out for testing; train on condition-A data only.")
+    return sources
 
 
 # ---------------------------------------------------------------------------------------
@@ -285,9 +322,10 @@ class SceneDataset:
     def _fill_cache(self, workers: int):
         import torch
         from torch.utils.data import DataLoader
-        n, s = len(self.source), self.image_size
-        out = torch.empty((n, 3, s, s), dtype=torch.uint8)
-        loader = DataLoader(_Uint8Images(self.source, s, self.preprocess), batch_size=64,
+        from ..model.batching import image_dims
+        n, (w, h) = len(self.source), image_dims(self.image_size)
+        out = torch.empty((n, 3, h, w), dtype=torch.uint8)
+        loader = DataLoader(_Uint8Images(self.source, self.image_size, self.preprocess), batch_size=64,
                             num_workers=workers, generator=torch.Generator())
         pos = 0
         for chunk in loader:

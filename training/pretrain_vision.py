@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from .train import (RunLog, TrainError, any_rank, checkpoint_dirs, fmt_time, hardware, load_training_checkpoint,
+from .run import (RunLog, TrainError, any_rank, checkpoint_dirs, fmt_time, hardware, load_training_checkpoint,
                     lr_factor, save_training_checkpoint, seed_all, setup_distributed, to_device, wrap_ddp)
 
 VISION_FILE = "vision.safetensors"
@@ -157,7 +157,7 @@ def run_stage1(args) -> Path | None:
     warnings.filterwarnings("ignore", category=FutureWarning, module="open_clip.loss")
     from open_clip.loss import ClipLoss
 
-    from .dataset import SceneDataset, StepBatches, open_sources
+    from .dataset import SceneDataset, StepBatches, open_training_sources
     from .train import build_config
 
     run_dir = Path(args.out) / "stage1"
@@ -196,7 +196,7 @@ def run_stage1(args) -> Path | None:
         torch.manual_seed(args.seed * 1000 + dist.rank)
     wrapped = wrap_ddp(model, dist, device)
 
-    source = open_sources(args.data)
+    source = open_training_sources(args.data)
     if start == 0:
         n_vis = sum(p.numel() for p in model.visual.parameters())
         log(f"stage 1: contrastive pre-training of the visual tower ({n_vis / 1e6:.2f} M params) on "
@@ -204,7 +204,7 @@ def run_stage1(args) -> Path | None:
             f"{dist.world} process(es); device {hardware(device)}")
     # --stop-at is a stage 2 option unless stage 1 runs alone
     stop = steps if (args.stop_at is None or args.stage != "1") else min(steps, args.stop_at)
-    loader = DataLoader(SceneDataset(source, config.image_size, cache=args.cache_images, workers=args.workers,
+    loader = DataLoader(SceneDataset(source, config.image_dims, cache=args.cache_images, workers=args.workers,
                                      raw=True),
                         batch_sampler=StepBatches(len(source), bsz, args.seed + 1, start, stop, dist.rank, dist.world),
                         num_workers=args.workers, collate_fn=CaptionCollator(vocab, mode, context),
@@ -264,7 +264,7 @@ def run_stage1(args) -> Path | None:
             "seconds": time.time() - t0, "hardware": hardware(device), "lr": args.stage1_lr, "seed": args.seed}))
         save_visual(model, out_file)
         log(f"stage 1: visual tower written to {out_file} ({fmt_time(time.time() - t0)})")
-    from .train import barrier
+    from .run import barrier
     barrier(dist)
     return out_file
 

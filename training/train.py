@@ -25,22 +25,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
 import random
-import shutil
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from .augment import flip_pixels, mirror_scene   # pure Python, no torch: cheap at start-up
-
-CHECKPOINT_PREFIX = "step_"
-
-
-class TrainError(ValueError):
-    """Bad training input; the message names the problem and the fix."""
+from .dataset import DatasetError
+from .run import (Dist, RunLog, TrainError, any_rank, barrier, checkpoint_dirs, fmt_time, hardware,
+                  load_training_checkpoint, lr_factor, save_training_checkpoint, seed_all, setup_distributed,
+                  to_device, wrap_ddp)
 
 
 # ---------------------------------------------------------------------------------------
@@ -110,18 +104,29 @@ def main(args) -> int:
     try:
         _validate(args)
         if args.stage in ("1", "both"):
-            from .pretrain_vision import run_stage1
-            vision = run_stage1(args)
+            vision = run_tower_stage(args)
             if vision is None:      # stopped early; --resume continues
                 return 0
             if args.stage == "both" and not args.vision_weights:
                 args.vision_weights = str(vision)
         if args.stage in ("2", "both"):
             train_program(args)
-    except TrainError as err:
+    except (TrainError, DatasetError) as err:
         print(f"ig_llm train: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def run_tower_stage(args):
+    """Stage 1 for the configured tower: dense targets for ``conv``, contrastive for a ViT."""
+    saved, args.vision_weights = args.vision_weights, None   # the tower is what stage 1 makes
+    config = build_config(args)
+    args.vision_weights = saved
+    if config.vision_model == "conv":
+        from .pretrain_dense import run_dense_stage1
+        return run_dense_stage1(args, config)
+    from .pretrain_vision import run_stage1
+    return run_stage1(args)
 
 
 def _validate(args) -> None:
@@ -149,100 +154,8 @@ def _validate(args) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# processes, devices, seeds
+# optimiser
 # ---------------------------------------------------------------------------------------
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_distributed(device_arg: str):
-    """(Dist, torch.device). Under torchrun, joins the process group (nccl/gloo)."""
-    import torch
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    dist = Dist(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
-    device = resolve_device(device_arg, dist.local_rank)
-    if world > 1:
-        import torch.distributed as tdist
-        if not tdist.is_initialized():
-            tdist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return dist, device
-
-
-def resolve_device(device_arg: str, local_rank: int = 0):
-    import torch
-    if device_arg == "auto":
-        device_arg = "cuda" if torch.cuda.is_available() else "cpu"
-    if device_arg.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise TrainError("--device cuda was asked for, but this torch sees no CUDA GPU; use --device cpu.")
-        if device_arg == "cuda":
-            device_arg = f"cuda:{local_rank}"
-        torch.cuda.set_device(torch.device(device_arg))
-    return torch.device(device_arg)
-
-
-def barrier(dist: Dist) -> None:
-    if dist.world > 1:
-        import torch.distributed as tdist
-        tdist.barrier()
-
-
-def any_rank(flag: bool, dist: Dist, device) -> bool:
-    """True on every rank if it is true on any (so all ranks stop together)."""
-    if dist.world == 1:
-        return flag
-    import torch
-    import torch.distributed as tdist
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    tdist.all_reduce(t)
-    return bool(t.item() > 0)
-
-
-def rng_state() -> dict:
-    import numpy as np
-    import torch
-    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
-
-
-def set_rng_state(st: dict) -> None:
-    import numpy as np
-    import torch
-    random.setstate(st["python"])
-    np.random.set_state(st["numpy"])
-    torch.set_rng_state(st["torch"])
-    if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
-
-
-def seed_all(seed: int) -> None:
-    import numpy as np
-    import torch
-    random.seed(seed)
-    np.random.seed(seed % 2 ** 32)
-    torch.manual_seed(seed)
-
-
-# ---------------------------------------------------------------------------------------
-# schedule, optimiser
-# ---------------------------------------------------------------------------------------
-def lr_factor(step: int, total: int, warmup: int) -> float:
-    """Linear warm-up from 1/warmup to 1 over `warmup` steps, then cosine decay to 0."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
 def make_optimizer(model, lr: float, head_lr: float, weight_decay: float, plan):
     """AdamW with two groups (numeric head / the rest) and the warm-up + cosine schedule."""
     import torch
@@ -257,101 +170,6 @@ def make_optimizer(model, lr: float, head_lr: float, weight_decay: float, plan):
     # the lambda reads plan.total at every step: --time-budget may set it after calibration
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: plan.factor(s))
     return opt, sched
-
-
-# ---------------------------------------------------------------------------------------
-# checkpoints
-# ---------------------------------------------------------------------------------------
-def checkpoint_dirs(run_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first (temp folders start with '.')."""
-    root = run_dir / "checkpoints"
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.name.startswith(CHECKPOINT_PREFIX) and (p / "state.pt").is_file()]
-    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
-
-
-def save_training_checkpoint(run_dir: Path, step: int, model, opt, sched, meta: dict, dist: Dist, keep: int) -> Path:
-    """Write checkpoints/step_N atomically: every rank writes its RNG state into a temp
-    folder, rank 0 adds the model/optimizer state and renames the folder into place."""
-    import torch
-    root = run_dir / "checkpoints"
-    final = root / f"{CHECKPOINT_PREFIX}{step:07d}"
-    tmp = root / f".tmp_{CHECKPOINT_PREFIX}{step:07d}"
-    if dist.main:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    barrier(dist)
-    torch.save(rng_state(), tmp / f"rng_rank{dist.rank}.pt")
-    barrier(dist)
-    if dist.main:
-        state = {"step": step, "model": _unwrap(model).state_dict(), "optimizer": opt.state_dict(),
-                 "scheduler": sched.state_dict(), "meta": meta, "world": dist.world}
-        torch.save(state, tmp / "state.pt")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        for old in checkpoint_dirs(run_dir)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    barrier(dist)
-    return final
-
-
-def load_training_checkpoint(path: Path, model, opt, sched, dist: Dist, device) -> int:
-    import torch
-    state = torch.load(path / "state.pt", map_location=device, weights_only=False)
-    if state.get("world", 1) != dist.world:
-        raise TrainError(f"Checkpoint {path} was written by {state.get('world')} process(es), this run has "
-                         f"{dist.world}; resume with the same number of processes.")
-    _unwrap(model).load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
-    sched.load_state_dict(state["scheduler"])
-    set_rng_state(torch.load(path / f"rng_rank{dist.rank}.pt", weights_only=False))
-    return int(state["step"]), state.get("meta", {})
-
-
-def wrap_ddp(model, dist: Dist, device):
-    """The model as the optimisation loop sees it: DDP-wrapped when several processes train."""
-    if dist.world == 1:
-        return model
-    from torch.nn.parallel import DistributedDataParallel as DDP
-    return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-
-def _unwrap(model):
-    return getattr(model, "module", model)
-
-
-# ---------------------------------------------------------------------------------------
-# logging
-# ---------------------------------------------------------------------------------------
-class RunLog:
-    """Appends lines to RUN_DIR/train.log (rank 0 only) and prints them."""
-
-    def __init__(self, path: Path, enabled: bool, echo: bool = True):
-        self.path, self.enabled, self.echo = path, enabled, echo
-
-    def __call__(self, msg: str) -> None:
-        if not self.enabled:
-            return
-        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}"
-        with open(self.path, "a") as f:
-            f.write(line + "\n")
-        if self.echo:
-            from tqdm import tqdm
-            tqdm.write(line, file=sys.stderr)
-
-
-def fmt_time(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-def hardware(device) -> str:
-    import torch
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}), torch {torch.__version__}"
-    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -381,16 +199,6 @@ class Collator:
         # the camera rides along so objects are written left to right as *this* image's
         # (jittered) camera sees them
         return collate(examples, self.tokenizer, self.config, rng=rng)
-
-
-def to_device(batch: dict, device) -> dict:
-    """Tensors to `device`; 8-bit pixels (cached images) are normalised there."""
-    import torch
-    from .dataset import normalize_pixels
-    out = {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-    if "pixel_values" in out:
-        out["pixel_values"] = normalize_pixels(out["pixel_values"])
-    return out
 
 
 def build_config(args):
@@ -480,7 +288,7 @@ def train_program(args) -> Path:
 
     from ..model.checkpoint import save_checkpoint
     from ..model.igllm import IGLLM
-    from .dataset import SceneDataset, StepBatches, open_sources
+    from .dataset import SceneDataset, StepBatches, open_training_sources
 
     t_start = time.time()
     run_dir = Path(args.out)
@@ -509,7 +317,7 @@ def train_program(args) -> Path:
         config = build_config(args)
         tokenizer = make_tokenizer(config)
         model = IGLLM(config, tokenizer).to(device)
-    source = open_sources(args.data)
+    source = open_training_sources(args.data)
     n_train = len(source)
 
     head_lr = args.head_lr if args.head_lr is not None else args.lr
@@ -540,7 +348,7 @@ def train_program(args) -> Path:
             f"{args.batch_size} x {dist.world} process(es); device {hardware(device)}")
 
     t_cache = time.time()
-    dataset = SceneDataset(source, config.image_size, cache=args.cache_images, workers=args.workers, raw=True)
+    dataset = SceneDataset(source, config.image_dims, cache=args.cache_images, workers=args.workers, raw=True)
     if args.cache_images:
         log(f"images cached in RAM in {time.time() - t_cache:.1f} s")
 
@@ -704,8 +512,10 @@ def stage1_summary(vision_weights) -> str:
     if not meta.is_file():
         return ""
     m = json.loads(meta.read_text())
-    return (f" (stage 1: {m['steps']} contrastive steps x batch {m['batch_size']} x {m['world']}, caption "
-            f"'{m['caption']}', {m['images']} images, {fmt_time(m['seconds'])} on {m['hardware']})")
+    how = (f"dense per-cell targets, hue rotation p={m['hue_prob']}" if m.get("kind") == "dense"
+           else f"contrastive, caption '{m['caption']}'")
+    return (f" (stage 1: {m['steps']} steps x batch {m['batch_size']} x {m['world']}, {how}, "
+            f"{m['images']} images, {fmt_time(m['seconds'])} on {m['hardware']})")
 
 
 def metrics_markdown(summaries: dict) -> str:

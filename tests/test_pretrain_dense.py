@@ -1,0 +1,100 @@
+"""Stage 1 of the conv tower: dense targets from a hand-made mask, the hue-rotation
+augmentation, resume == uninterrupted, and condition B unreachable from training."""
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from ig_llm.cli import main as cli_main  # noqa: E402
+from ig_llm.scene.domain import load_domain  # noqa: E402
+from ig_llm.scene.program import Scene, SceneObject  # noqa: E402
+from ig_llm.training.pretrain_dense import (RGB_TO_YIQ, cell_owners, centre_heatmap, colour_yiq,  # noqa: E402
+                                            dense_targets, hue_matrix, object_rows, rotate_chroma)
+from ig_llm.training.synthetic import make_synthetic_dataset  # noqa: E402
+
+from test_train import RUN, TINY  # noqa: E402
+
+
+def test_cell_owners_from_a_hand_made_mask():
+    index = np.zeros((32, 48), dtype=np.uint8)      # a 4 x 6 grid of 8-px cells
+    index[0:8, 0:8] = 1                             # object 1 fills cell (0, 0)
+    index[8:16, 8:12] = 2                           # object 2: half of cell (1, 1) ...
+    index[8:16, 12:16] = 3                          # ... object 3 the other half, one column more
+    index[8:16, 16:17] = 3                          # 8 px of cell (1, 2): exactly the threshold
+    index[24, 40:47] = 1                            # 7 px: too few for cell (3, 5)
+    owner = cell_owners(index, 3)
+    expected = np.zeros((4, 6), dtype=np.uint8)
+    expected[0, 0], expected[1, 2] = 1, 3
+    expected[1, 1] = 2                              # a tie goes to the lower object number
+    assert owner.tolist() == expected.tolist()
+    index[8:16, 8:9] = 3                            # now object 3 covers more of cell (1, 1)
+    assert cell_owners(index, 3)[1, 1] == 3
+
+
+def test_centre_heatmap_peaks_and_object_rows():
+    heat = centre_heatmap([(4.0, 4.0), (45.0, 30.0)], (4, 6))
+    assert heat[0, 0] == 1.0 and heat[3, 5] == 1.0 and (heat == 1.0).sum() == 2
+    assert 0.0 < heat[0, 1] < 1.0 and heat[2, 2] < 0.05
+    domain = load_domain("clevr")
+    yiq = colour_yiq(domain)
+    scene = Scene([SceneObject("cube", "red", "metal", "large", (1.5, -3.0, 0.7), math.pi / 8),
+                   SceneObject("sphere", "gray", "rubber", "small", (0.0, 0.0, 0.35), 0.0)])
+    rows = object_rows(scene, domain, yiq, max_objects=4)
+    assert rows.shape == (5, 11) and not rows[0].any() and not rows[3:].any()
+    assert rows[1, :3].tolist() == [domain.values("shape").index("cube"), domain.values("material").index("metal"),
+                                    domain.values("size").index("large")]
+    assert rows[1, 6:8].tolist() == pytest.approx([0.5, -1.0])
+    assert rows[1, 8:11].tolist() == pytest.approx([0.0, 1.0, 1.0], abs=1e-6)   # cos, sin 4θ; a cube
+    assert rows[2, 10] == 0.0 and abs(rows[2, 4]) < 1e-6 and abs(rows[2, 5]) < 1e-6   # grey: no chroma
+    # a real record: the label's pixel centres land in the right cells at another size
+    rec = {"width": 96, "height": 64, "objects": [{"pixel_coords": [10, 10, 5]}, {"pixel_coords": [90, 60, 5]}]}
+    index = np.zeros((64, 96), dtype=np.uint8)
+    index[0:20, 0:20], index[50:64, 80:96] = 1, 2
+    owner, heat, _ = dense_targets(rec, scene, index, (48, 32), domain, yiq, 4)
+    assert owner.shape == (4, 6) and owner[0, 0] == 1 and owner[3, 5] == 2
+    assert heat[0, 0] == 1.0 and heat[3, 5] == 1.0
+
+
+def test_hue_rotation_moves_pixels_and_colour_targets_together():
+    rng = np.random.default_rng(0)
+    for angle in rng.uniform(0, 2 * math.pi, 5):
+        m = hue_matrix(angle)
+        grey = np.array([0.4, 0.4, 0.4])
+        assert m @ grey == pytest.approx(grey, abs=1e-9)          # grey stays grey
+        rgb = rng.uniform(0.1, 0.9, 3)
+        turned = RGB_TO_YIQ @ (m @ rgb)
+        assert turned == pytest.approx(rotate_chroma(RGB_TO_YIQ @ rgb, angle), abs=1e-9)
+    assert hue_matrix(2 * math.pi) == pytest.approx(np.eye(3), abs=1e-9)
+
+
+def test_dense_stage1_resumed_equals_uninterrupted(tmp_path):
+    torch.set_num_threads(1)
+    data = make_synthetic_dataset(tmp_path / "data", 12, seed=5, width=96, height=64)
+    args = ["--data", str(data), "--stage", "1", "--stage1-steps", "6", "--stage1-batch-size", "4",
+            "--save-every", "2", *RUN, *TINY]
+    assert cli_main(["train", "--out", str(tmp_path / "ref"), *args]) == 0
+    assert cli_main(["train", "--out", str(tmp_path / "cut"), *args, "--stop-at", "3"]) == 0
+    assert not (tmp_path / "cut" / "stage1" / "vision.safetensors").exists()
+    assert cli_main(["train", "--out", str(tmp_path / "cut"), *args, "--resume"]) == 0
+    a, b = ((tmp_path / r / "stage1" / "vision.safetensors").read_bytes() for r in ("ref", "cut"))
+    assert a == b
+    log = (tmp_path / "ref" / "train.log").read_text()
+    assert "stage 1 (dense)" in log and "heat" in log and "shape" in log
+
+
+def test_no_training_command_reads_condition_b(tmp_path, capsys):
+    b = make_synthetic_dataset(tmp_path / "valB", 6, seed=2, condition="B", split="valB")
+    a = make_synthetic_dataset(tmp_path / "trainA", 6, seed=1)
+    for stage in (["--stage", "1"], ["--stage", "2"], ["--stage", "both"]):
+        out = tmp_path / f"run{stage[1]}"
+        rc = cli_main(["train", "--data", str(a), str(b), "--out", str(out), *stage, "--stage1-steps", "1",
+                       "--steps", "1", *RUN, *TINY])
+        assert rc == 2
+        err = capsys.readouterr().err
+        assert "condition-B" in err and "held out" in err and str(b) in err
+        assert not (out / "model").exists() and not (out / "stage1" / "vision.safetensors").exists()
+    # train-default renders its training sets with condition A only
+    from ig_llm.training import train_default
+    assert all(cond == "A" for _, cond, *_ in train_default.training_sets(train_default.parse(["--root", "x"])))

@@ -1,0 +1,411 @@
+"""Stage 1 for the convolutional tower: learn to *see* every object from the renderer's truth.
+
+The paper freezes a web-scale CLIP. None can be downloaded here, so the tower that stage 2
+freezes learns here, from what the renderer knows exactly: each sample's Object Index
+pass (``DIR/index/*.npz``) and its label. On the tower's stride-8 grid (16x24 cells at
+192x128) every cell gets
+
+* ``heat``   — a centre heat-map (Gaussian around each object's projected centre, 1 at the
+  cell holding it): where the objects are, and how many;
+* for cells an object covers (``owner``, from the index map): its shape, material and size
+  (classes), its colour as a point in YIQ colour space, its ground position (x, y) and,
+  for cubes, its yaw as (cos 4θ, sin 4θ) (a cube looks the same every quarter turn).
+
+The heads are one 1x1 convolution: whatever they read is linearly in the features the
+LM gets. They are a pre-training device only; stage 2 drops them.
+
+CoGenT without the shortcut. Condition A ties shape to colour (cubes are never red), and
+dense supervision on A alone learns that tie completely. So every image is hue-rotated
+with probability ``HUE_PROB`` by a random angle — a rotation of the chroma plane of YIQ,
+the same 3x3 matrix for every pixel — and the colour *target* is rotated by the same
+angle. Shape, material, size and position targets do not change. The tower therefore
+sees every shape in every hue (shape cannot lean on colour), and the colour target
+follows the pixels, not the shape (colour cannot lean on shape). Nothing from condition
+B is rendered or used.
+
+Output: ``RUN_DIR/stage1/vision.safetensors`` (the tower's ``visual.*`` tensors, BatchNorm
+statistics included) and ``stage1.json``; checkpoints and ``--resume`` as in stage 2.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .run import (RunLog, TrainError, any_rank, barrier, checkpoint_dirs, fmt_time, hardware,
+                  load_training_checkpoint, lr_factor, save_training_checkpoint, seed_all, setup_distributed,
+                  wrap_ddp)
+
+VISION_FILE = "vision.safetensors"
+STRIDE = 8                 # tower grid: one cell per 8x8 pixels
+MIN_CELL_PIXELS = 8        # an object owns a cell where it covers at least 1/8 of it
+HEAT_SIGMA = 1.0           # centre heat-map spread, in cells
+HUE_PROB = 0.75            # share of images hue-rotated (colour/shape decorrelation)
+GROUND_SCALE = 3.0         # ground x, y / 3: CLEVR places objects in [-3, 3]
+PEAK_THRESHOLD = 0.3       # probe decoding: a heat peak above this is an object
+# NTSC YIQ: Y is brightness, (I, Q) the chroma plane a hue rotation turns
+RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+YIQ_TO_RGB = np.linalg.inv(RGB_TO_YIQ)
+HEADS = (("heat", 1), ("shape", 3), ("material", 2), ("size", 2), ("colour", 3), ("ground", 2), ("yaw", 2))
+# per-object target row: shape, material, size ids, Y I Q, ground x y, cos 4θ, sin 4θ, is-cube
+OBJ_FIELDS = 11
+
+
+def hue_matrix(angle: float) -> np.ndarray:
+    """RGB -> RGB matrix that turns the chroma plane by `angle` radians (grey stays grey)."""
+    c, s = math.cos(angle), math.sin(angle)
+    rot = np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+    return YIQ_TO_RGB @ rot @ RGB_TO_YIQ
+
+
+def rotate_chroma(yiq: np.ndarray, angle: float) -> np.ndarray:
+    """YIQ rows with (I, Q) turned by `angle` (what hue_matrix does to the pixels)."""
+    c, s = math.cos(angle), math.sin(angle)
+    out = yiq.copy()
+    out[..., 1] = c * yiq[..., 1] - s * yiq[..., 2]
+    out[..., 2] = s * yiq[..., 1] + c * yiq[..., 2]
+    return out
+
+
+def colour_yiq(domain) -> dict[str, np.ndarray]:
+    """Each colour word's YIQ point (of its sRGB swatch), scaled so chroma spans about ±1."""
+    return {c: (RGB_TO_YIQ @ np.asarray(domain.rgb(c))) * np.array([2.0, 3.0, 3.0])
+            for c in domain.values("color")}
+
+
+# ---------------------------------------------------------------------------------------
+# targets (pure NumPy: tested against hand-made masks)
+# ---------------------------------------------------------------------------------------
+def resize_nearest(index: np.ndarray, height: int, width: int) -> np.ndarray:
+    if index.shape == (height, width):
+        return index
+    rows = (np.arange(height) * index.shape[0] / height).astype(int)
+    cols = (np.arange(width) * index.shape[1] / width).astype(int)
+    return index[rows][:, cols]
+
+
+def cell_owners(index: np.ndarray, n_objects: int, stride: int = STRIDE,
+                min_pixels: int = MIN_CELL_PIXELS) -> np.ndarray:
+    """[H, W] object index map -> [H/stride, W/stride] owner per cell (0 = none): the object
+    covering most of the cell, if it covers at least `min_pixels` of it."""
+    gh, gw = index.shape[0] // stride, index.shape[1] // stride
+    blocks = index[:gh * stride, :gw * stride].reshape(gh, stride, gw, stride)
+    counts = np.stack([(blocks == k).sum(axis=(1, 3)) for k in range(1, n_objects + 1)]) if n_objects \
+        else np.zeros((1, gh, gw), dtype=int)
+    owner = counts.argmax(0) + 1
+    owner[counts.max(0) < min_pixels] = 0
+    return owner.astype(np.uint8)
+
+
+def centre_heatmap(centres, grid_hw: tuple[int, int], stride: int = STRIDE, sigma: float = HEAT_SIGMA) -> np.ndarray:
+    """Pixel centres [(x, y), ...] -> [gh, gw] heat: max of Gaussians, exactly 1 at each
+    centre's own cell (the positives of the focal loss)."""
+    gh, gw = grid_hw
+    heat = np.zeros((gh, gw), dtype=np.float32)
+    yy, xx = np.mgrid[0:gh, 0:gw]
+    for x, y in centres:
+        u, v = x / stride - 0.5, y / stride - 0.5          # cell-centre coordinates
+        heat = np.maximum(heat, np.exp(-((xx - u) ** 2 + (yy - v) ** 2) / (2 * sigma ** 2)))
+        j, i = int(min(max(x // stride, 0), gw - 1)), int(min(max(y // stride, 0), gh - 1))
+        heat[i, j] = 1.0
+    return heat
+
+
+def object_rows(scene, domain, yiq: dict, max_objects: int) -> np.ndarray:
+    """[max_objects + 1, OBJ_FIELDS]: row k = object k (1-based, label order); row 0 unused."""
+    rows = np.zeros((max_objects + 1, OBJ_FIELDS), dtype=np.float32)
+    for k, o in enumerate(scene.objects[:max_objects], start=1):
+        theta = 4.0 * float(o.rotation or 0.0)
+        rows[k] = [domain.values("shape").index(o.shape), domain.values("material").index(o.material),
+                   domain.values("size").index(o.size), *yiq[o.color],
+                   o.loc[0] / GROUND_SCALE, o.loc[1] / GROUND_SCALE, math.cos(theta), math.sin(theta),
+                   float(o.shape == "cube")]
+    return rows
+
+
+def dense_targets(record: dict, scene, index: np.ndarray, dims: tuple[int, int], domain, yiq: dict,
+                  max_objects: int):
+    """One sample's targets at tower size `dims` (width, height): owner, heat, object rows."""
+    w, h = dims
+    index = resize_nearest(index, h, w)
+    n = min(len(scene.objects), max_objects)
+    owner = cell_owners(index, n)
+    sx, sy = w / record.get("width", w), h / record.get("height", h)
+    centres = [(o["pixel_coords"][0] * sx, o["pixel_coords"][1] * sy) for o in record["objects"][:n]]
+    return owner, centre_heatmap(centres, owner.shape), object_rows(scene, domain, yiq, max_objects)
+
+
+# ---------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------
+class DenseDataset:
+    """item (step, i) -> (step, i, uint8 pixels [3, H, W], owner, heat, object rows)."""
+
+    def __init__(self, source, dims, domain, max_objects: int, workers: int = 0):
+        from .dataset import SceneDataset
+        self.images = SceneDataset(source, dims, cache=True, workers=workers, raw=True)
+        yiq = colour_yiq(domain)
+        self.targets = [dense_targets(source.record(i), self.images.scenes[i], source.index_map(i), dims,
+                                      domain, yiq, max_objects) for i in range(len(source))]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, key):
+        step, i = key
+        return (step, i, self.images.pixels(i), *self.targets[i])
+
+
+class DenseCollator:
+    """Stacks items, hue-rotating images (and their colour targets) seeded by (seed, step, i)."""
+
+    def __init__(self, seed: int, hue_prob: float = HUE_PROB):
+        self.seed, self.hue_prob = seed, hue_prob
+
+    def __call__(self, items):
+        import torch
+        from ..model.batching import CLIP_MEAN, CLIP_STD
+        pixels, owners, heats, objs = [], [], [], []
+        for step, i, pix, owner, heat, rows in items:
+            x = pix.float() / 255.0
+            rows = rows.copy()
+            rng = np.random.default_rng([self.seed, step, i])
+            if rng.random() < self.hue_prob:
+                angle = rng.uniform(0.0, 2.0 * math.pi)
+                m = torch.tensor(hue_matrix(angle), dtype=torch.float32)
+                x = (m @ x.reshape(3, -1)).reshape(x.shape).clamp(0.0, 1.0)
+                rows[:, 3:6] = rotate_chroma(rows[:, 3:6], angle)
+            pixels.append(x)
+            owners.append(torch.from_numpy(owner.astype(np.int64)))
+            heats.append(torch.from_numpy(heat))
+            objs.append(torch.from_numpy(rows))
+        x = torch.stack(pixels)
+        mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+        return {"pixel_values": (x - mean) / std, "owner": torch.stack(owners), "heat": torch.stack(heats),
+                "objects": torch.stack(objs)}
+
+
+# ---------------------------------------------------------------------------------------
+# the model: tower + one 1x1 convolution of heads
+# ---------------------------------------------------------------------------------------
+def build_dense_model(config):
+    import torch
+    from torch import nn
+    from ..model.vision import ConvTower
+
+    class DenseModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.visual = ConvTower(config)
+            self.heads = nn.Conv2d(self.visual.channels, sum(c for _, c in HEADS), 1)
+
+        def forward(self, pixel_values):
+            out = self.heads(self.visual.features(pixel_values))
+            return dict(zip([n for n, _ in HEADS], torch.split(out, [c for _, c in HEADS], dim=1)))
+
+    return DenseModel()
+
+
+def focal_heat_loss(logits, target):
+    """CenterNet's penalty-reduced focal loss on the centre heat-map (mean per positive)."""
+    import torch
+    p = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
+    pos = target.eq(1.0).float()
+    pos_loss = -(1 - p) ** 2 * torch.log(p) * pos
+    neg_loss = -(1 - target) ** 4 * p ** 2 * torch.log(1 - p) * (1 - pos)
+    return (pos_loss.sum() + neg_loss.sum()) / pos.sum().clamp(min=1.0)
+
+
+def dense_loss(out: dict, batch: dict) -> tuple:
+    """Total loss and its parts. Attribute terms are read at owned cells only."""
+    import torch
+    import torch.nn.functional as F
+    owner, objs = batch["owner"], batch["objects"]               # [B, h, w], [B, K+1, F]
+    b = owner.shape[0]
+    cell = torch.gather(objs, 1, owner.view(b, -1, 1).expand(-1, -1, OBJ_FIELDS))  # [B, h*w, F]
+    mask = owner.view(b, -1) > 0
+
+    def at(name):   # [B, C, h, w] -> [n_owned, C]
+        o = out[name]
+        return o.flatten(2).transpose(1, 2)[mask]
+
+    t = cell[mask]
+    parts = {"heat": focal_heat_loss(out["heat"][:, 0], batch["heat"])}
+    if mask.any():
+        parts["shape"] = F.cross_entropy(at("shape"), t[:, 0].long())
+        parts["material"] = F.cross_entropy(at("material"), t[:, 1].long())
+        parts["size"] = F.cross_entropy(at("size"), t[:, 2].long())
+        parts["colour"] = F.mse_loss(at("colour"), t[:, 3:6])
+        parts["ground"] = 10.0 * F.mse_loss(at("ground"), t[:, 6:8])
+        cube = t[:, 10] > 0
+        if cube.any():
+            parts["yaw"] = F.mse_loss(at("yaw")[cube], t[cube][:, 8:10])
+    return sum(parts.values()), {k: float(v.detach()) for k, v in parts.items()}
+
+
+# ---------------------------------------------------------------------------------------
+# probe: decode the heads directly (a quick read-out of what the tower sees; not the product)
+# ---------------------------------------------------------------------------------------
+def probe_scenes(out: dict, domain, yiq: dict) -> list:
+    """Heads -> Scenes: every 3x3-local heat maximum above PEAK_THRESHOLD is one object."""
+    import torch
+    import torch.nn.functional as F
+    from ..scene.program import Scene, SceneObject
+    heat = torch.sigmoid(out["heat"][:, 0])
+    peaks = (heat == F.max_pool2d(heat[:, None], 3, 1, 1)[:, 0]) & (heat > PEAK_THRESHOLD)
+    names = {a: domain.values(a) for a in ("shape", "material", "size")}
+    colours = list(yiq)
+    table = torch.tensor(np.stack([yiq[c] for c in colours]), dtype=torch.float32)
+    scenes = []
+    for b in range(heat.shape[0]):
+        objs = []
+        for i, j in peaks[b].nonzero().tolist():
+            shape = names["shape"][int(out["shape"][b, :, i, j].argmax())]
+            size = names["size"][int(out["size"][b, :, i, j].argmax())]
+            colour = colours[int(((table - out["colour"][b, :, i, j]) ** 2).sum(1).argmin())]
+            gx, gy = (out["ground"][b, :, i, j] * GROUND_SCALE).tolist()
+            yaw = math.atan2(*out["yaw"][b, :, i, j].tolist()[::-1]) / 4.0 if shape == "cube" else 0.0
+            objs.append(SceneObject(shape=shape, color=colour,
+                                    material=names["material"][int(out["material"][b, :, i, j].argmax())],
+                                    size=size, loc=(gx, gy, domain.scale(size)), rotation=yaw))
+        scenes.append(Scene(objs))
+    return scenes
+
+
+def probe_metrics(model, source, dims, domain, batch_size: int = 64) -> dict:
+    """Paper metrics of the probe decoding on a held-out dataset."""
+    import torch
+    from ..model.batching import preprocess_image
+    from .metrics import evaluate_scenes
+    yiq = colour_yiq(domain)
+    model.eval()
+    preds = []
+    with torch.no_grad():
+        for s in range(0, len(source), batch_size):
+            x = torch.stack([preprocess_image(source.image(i), dims)
+                             for i in range(s, min(len(source), s + batch_size))])
+            preds += probe_scenes(model(x), domain, yiq)
+    summary, _ = evaluate_scenes([source.scene(i) for i in range(len(source))], preds)
+    return summary
+
+
+# ---------------------------------------------------------------------------------------
+# the stage
+# ---------------------------------------------------------------------------------------
+def save_visual(tower, path: Path) -> Path:
+    """Write the tower's tensors as ``visual.*`` (float32), atomically."""
+    import os
+    from safetensors.torch import save_file
+    state = {f"visual.{k}": (v.detach().float() if v.is_floating_point() else v.detach()).cpu().contiguous().clone()
+             for k, v in tower.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        save_file(state, str(tmp), metadata={"format": "ig_llm-conv-tower"})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def run_dense_stage1(args, config) -> Path | None:
+    """Train the conv tower (or skip when RUN_DIR/stage1/vision.safetensors exists). Returns
+    that path, or None when the run stopped early (--stop-at with --stage 1, --max-minutes)."""
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from ..scene.domain import load_domain
+    from .dataset import StepBatches, open_training_sources
+
+    run_dir = Path(args.out) / "stage1"
+    out_file = run_dir / VISION_FILE
+    dist, device = setup_distributed(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = RunLog(Path(args.out) / "train.log", dist.main)
+    if out_file.is_file():
+        log(f"stage 1: {out_file} exists, skipped")
+        return out_file
+
+    domain = load_domain(config.domain)
+    seed_all(args.seed)
+    model = build_dense_model(config).to(device)
+    steps, bsz = args.stage1_steps, args.stage1_batch_size
+    warmup = max(1, int(round(0.05 * steps)))
+    opt = torch.optim.AdamW(model.parameters(), lr=args.stage1_lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, warmup))
+    start = 0
+    ckpts = checkpoint_dirs(run_dir)
+    if ckpts and not args.resume:
+        raise TrainError(f"{run_dir} already has stage 1 checkpoints; pass --resume or pick a new --out.")
+    if ckpts:
+        start, _ = load_training_checkpoint(ckpts[-1], model, opt, sched, dist, device)
+        log(f"stage 1: resumed from {ckpts[-1]} at step {start}")
+    wrapped = wrap_ddp(model, dist, device)
+
+    source = open_training_sources(args.data)
+    t_load = time.time()
+    data = DenseDataset(source, config.image_dims, domain, config.max_objects, workers=args.workers)
+    if start == 0:
+        n_vis = sum(p.numel() for p in model.visual.parameters())
+        log(f"stage 1 (dense): conv tower ({n_vis / 1e6:.2f} M params) on {len(source)} images "
+            f"(targets + pixels in {time.time() - t_load:.0f} s), hue rotation p={HUE_PROB}, {steps} steps x "
+            f"{bsz} x {dist.world} process(es); device {hardware(device)}")
+    stop = steps if (args.stop_at is None or args.stage != "1") else min(steps, args.stop_at)
+    loader = DataLoader(data, batch_sampler=StepBatches(len(data), bsz, args.seed + 1, start, stop, dist.rank,
+                                                        dist.world),
+                        num_workers=0, collate_fn=DenseCollator(args.seed), generator=torch.Generator())
+    model.train()
+    t0, step, window = time.time(), start, []
+    bar = tqdm(total=steps, initial=start, desc="stage 1", unit="step",
+               disable=args.quiet or not dist.main, file=sys.stderr, dynamic_ncols=True)
+    stopped = False
+    for batch in loader:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        loss, parts = dense_loss(wrapped(batch["pixel_values"]), batch)
+        if not torch.isfinite(loss):
+            raise TrainError(f"Stage 1 loss became {loss.item()} at step {step}; lower --stage1-lr.")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+        opt.step()
+        sched.step()
+        step += 1
+        window.append(parts)
+        bar.update(1)
+        if step % args.log_every == 0 or step == stop:
+            el = time.time() - t0
+            rate = (step - start) / max(el, 1e-9)
+            mean = {k: sum(w.get(k, 0.0) for w in window) / len(window) for k in window[-1]}
+            bar.set_postfix(loss=f"{sum(mean.values()):.3f}")
+            log(f"stage 1 step {step}/{steps} " + " ".join(f"{k} {v:.4f}" for k, v in mean.items())
+                + f" lr {sched.get_last_lr()[0]:.2e} {rate * bsz * dist.world:.1f} img/s elapsed {fmt_time(el)} "
+                  f"eta {fmt_time((steps - step) / max(rate, 1e-9))}")
+            window = []
+        out_of_time = any_rank(args.max_minutes is not None and time.time() - t0 > 60 * args.max_minutes,
+                               dist, device)
+        if step % args.save_every == 0 or step == stop or out_of_time:
+            save_training_checkpoint(run_dir, step, wrapped, opt, sched, {"stage": "dense"}, dist, args.keep)
+        if out_of_time and step < steps:
+            stopped = True
+            break
+    bar.close()
+    if step < steps or stopped:
+        log(f"stage 1 stopped at step {step}; rerun with --resume to continue")
+        return None
+    if dist.main:
+        (run_dir / "stage1.json").write_text(json.dumps({
+            "kind": "dense", "steps": steps, "batch_size": bsz, "world": dist.world, "images": len(source),
+            "hue_prob": HUE_PROB, "seconds": time.time() - t0, "hardware": hardware(device),
+            "lr": args.stage1_lr, "seed": args.seed}))
+        save_visual(model.visual, out_file)
+        log(f"stage 1: visual tower written to {out_file} ({fmt_time(time.time() - t0)})")
+    barrier(dist)
+    return out_file
