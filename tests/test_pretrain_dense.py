@@ -98,3 +98,23 @@ def test_no_training_command_reads_condition_b(tmp_path, capsys):
     # train-default renders its training sets with condition A only
     from ig_llm.training import train_default
     assert all(cond == "A" for _, cond, *_ in train_default.training_sets(train_default.parse(["--root", "x"])))
+
+
+def test_packs_carry_the_per_pixel_truth(tmp_path):
+    from ig_llm.training.dataset import DatasetError, open_source, pack
+    data = make_synthetic_dataset(tmp_path / "data", 5, seed=4, width=96, height=64)
+    pack([data], tmp_path / "p.npz")
+    pack([data], tmp_path / "half.npz", size=(48, 32))
+    folder, packed, half = (open_source(p) for p in (data, tmp_path / "p.npz", tmp_path / "half.npz"))
+    for i in range(5):
+        assert np.array_equal(folder.index_map(i), packed.index_map(i))
+        assert half.index_map(i).shape == (32, 48)
+        assert packed.record(i)["objects"][0]["pixel_coords"] == pytest.approx(
+            folder.record(i)["objects"][0]["pixel_coords"], abs=1e-3)
+    import shutil
+    shutil.rmtree(data / "index")
+    pack([data], tmp_path / "bare.npz")
+    with pytest.raises(DatasetError, match="index_maps"):
+        open_source(tmp_path / "bare.npz").index_map(0)
+    with pytest.raises(DatasetError, match="index_maps"):
+        open_source(data).index_map(0)

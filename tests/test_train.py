@@ -13,8 +13,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from ig_llm.cli import main as cli_main  # noqa: E402
-from ig_llm.training.dataset import (DatasetError, PackSource, SceneDataset, StepBatches,  # noqa: E402
-                                     open_source, pack, stream_index)
+from ig_llm.training.dataset import (DatasetError, LengthGroupedBatches, PackSource, SceneDataset,  # noqa: E402
+                                     StepBatches, open_source, pack, stream_index)
 from ig_llm.training.synthetic import make_synthetic_dataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,6 +72,18 @@ def test_pack_and_step_batches(data, tmp_path):
         assert [i for _, i in one.batch(step)] == [stream_index(step * 4 + k, 24, 7) for k in range(4)]
     epoch0 = sorted(i for s in range(6) for _, i in one.batch(s))
     assert epoch0 == list(range(24))   # every image once per epoch
+    # length-grouped batches (stage 2): the same examples per group of steps, similar
+    # lengths within a batch, ranks splitting each global batch, a pure function of the step
+    lengths = [i % 7 for i in range(24)]
+    grouped = LengthGroupedBatches(lengths, 4, seed=7, start=0, stop=12, group=3)
+    for g in range(4):
+        steps = range(3 * g, 3 * g + 3)
+        assert sorted(i for s in steps for _, i in grouped.batch(s)) == sorted(i for s in steps for _, i in one.batch(s))
+        spans = [max(lengths[i] for _, i in grouped.batch(s)) - min(lengths[i] for _, i in grouped.batch(s)) for s in steps]
+        assert sum(spans) <= 6
+    halves = [LengthGroupedBatches(lengths, 2, seed=7, start=0, stop=12, rank=r, world=2, group=3) for r in (0, 1)]
+    assert all(grouped.batch(s) == halves[0].batch(s) + halves[1].batch(s) for s in range(12))
+    assert LengthGroupedBatches(lengths, 4, seed=7, start=5, stop=12, group=3).batch(7) == grouped.batch(7)
 
 
 @pytest.mark.parametrize("tower", [TINY, TINY_VIT], ids=["conv-dense", "vit-contrastive"])

@@ -1,5 +1,5 @@
-"""`ig_llm train-default` end to end at toy sizes: real renders, stage 1, stage 2,
-fine-tuning on extra renders with mirror augmentation, predict, evaluate, card — and a
+"""`ig_llm train-default` end to end at toy sizes: real renders with their per-pixel
+truth, dense stage 1, stage 2 with mirror augmentation, predict, evaluate, card — and a
 second run that finds every step done and skips it (how a killed run resumes)."""
 import json
 import os
@@ -15,8 +15,7 @@ pytest.importorskip("bpy")
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--train-count", "4", "--val-count", "2", "--no-480", "--size", "64x48", "--samples", "2",
         "--render-workers", "1", "--steps", "3", "--batch-size", "2", "--stage1-steps", "2",
-        "--stage1-batch-size", "4", "--finetune-count", "2", "--finetune-steps", "2",
-        "--finetune-batch-size", "2", "--workers", "0", "--device", "cpu", "--no-install"]
+        "--stage1-batch-size", "4", "--workers", "0", "--device", "cpu", "--no-install"]
 
 
 def _train_default(root: Path) -> subprocess.CompletedProcess:
@@ -29,18 +28,19 @@ def test_train_default_runs_every_step_and_resumes(tmp_path):
     first = _train_default(tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     data, runs = tmp_path / "data", tmp_path / "runs"
-    for name, count in (("trainA", 4), ("trainA2", 2), ("valA", 2), ("valB", 2)):
+    for name, count in (("trainA", 4), ("valA", 2), ("valB", 2)):
         assert len(list((data / name / "labels").glob("*.json"))) == count
-    assert json.loads((data / "trainA2" / "manifest.json").read_text())["seed"] == 1 + 4
-    card = (runs / "finetune" / "model" / "card.md").read_text()
-    assert "initialised from" in card and "mirror with probability 0.5" in card and "## Metrics" in card
+        assert len(list((data / name / "index").glob("*.npz"))) == count      # per-pixel truth kept
+    stage1 = json.loads((runs / "default" / "stage1" / "stage1.json").read_text())
+    assert stage1["kind"] == "dense" and stage1["images"] == 4
+    card = (runs / "default" / "model" / "card.md").read_text()
+    assert "dense per-cell targets" in card and "mirror with probability 0.5" in card and "## Metrics" in card
     for s in ("A", "B"):
-        summary = json.loads((runs / "eval" / "finetune" / f"{s}.metrics.json").read_text())["summary"]
+        summary = json.loads((runs / "eval" / "default" / f"{s}.metrics.json").read_text())["summary"]
         assert summary["scenes"] == 2
-    assert not (runs / "eval" / "default").exists()       # only the final model is evaluated
     # everything is there: a rerun skips each step and changes nothing
-    before = (runs / "finetune" / "model" / "model.safetensors").read_bytes()
+    before = (runs / "default" / "model" / "model.safetensors").read_bytes()
     second = _train_default(tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert second.stdout.count("skipped") >= 6
-    assert (runs / "finetune" / "model" / "model.safetensors").read_bytes() == before
+    assert second.stdout.count("skipped") >= 4
+    assert (runs / "default" / "model" / "model.safetensors").read_bytes() == before

@@ -10,7 +10,9 @@ A PACK is one ``.npz`` file (no pickle) that travels to a GPU machine:
   render size unless `size` is given),
 * ``offsets`` int64, n + 1 byte offsets into ``jpeg``,
 * ``labels``  uint8, UTF-8 JSON: ``{"format", "sources", "records": [...]}`` where each
-  record is the CLEVR scene record cut to what training needs.
+  record is the CLEVR scene record cut to what training needs,
+* ``index``   uint8 [n, H, W], the per-pixel truth (Object Index maps, resized with the
+  images), when every packed folder has it (stage 1 of the conv tower needs it).
 
 `pack(...)` writes it atomically; :class:`PackSource` reads it (all bytes in memory, so
 DataLoader workers forked from the parent share them). :class:`SceneDataset` decodes and
@@ -35,7 +37,7 @@ PACK_FORMAT = "ig_llm-pack-1"
 PACK_SUFFIX = ".npz"
 # what a packed record keeps of a CLEVR label (the rest is for analysis, not training)
 KEEP_SCENE_KEYS = ("image_filename", "image_index", "split", "condition", "camera_location", "width", "height")
-KEEP_OBJECT_KEYS = ("shape", "size", "material", "color", "3d_coords", "rotation")
+KEEP_OBJECT_KEYS = ("shape", "size", "material", "color", "3d_coords", "rotation", "pixel_coords")
 
 
 class DatasetError(ValueError):
@@ -127,6 +129,7 @@ class PackSource:
         try:
             with np.load(self.path, allow_pickle=False) as z:
                 self.jpeg, self.offsets = z["jpeg"], z["offsets"]
+                self.maps = z["index"] if "index" in z.files else None
                 meta = json.loads(z["labels"].tobytes().decode("utf-8"))
         except (OSError, KeyError, ValueError) as err:
             raise DatasetError(f"Pack file {self.path} is damaged or not a pack ({err}); pack it again.") from None
@@ -148,6 +151,20 @@ class PackSource:
 
     def scene(self, i: int) -> Scene:
         return scene_from_clevr(self.records[i])
+
+    def index_map(self, i: int) -> np.ndarray:
+        if self.maps is None:
+            raise DatasetError(f"Pack file {self.path} carries no per-pixel truth; pack dataset folders that "
+                               "have index/ (add it with `python -m ig_llm.training.index_maps DIR`).")
+        return self.maps[i]
+
+
+def resize_nearest(index: np.ndarray, height: int, width: int) -> np.ndarray:
+    if index.shape == (height, width):
+        return index
+    rows = (np.arange(height) * index.shape[0] / height).astype(int)
+    cols = (np.arange(width) * index.shape[1] / width).astype(int)
+    return index[rows][:, cols]
 
 
 class ConcatSource:
@@ -264,7 +281,7 @@ def pack(paths: Sequence, out: str | os.PathLike, quality: int | str = 95,
     if quality == "auto":
         quality = choose_quality(src, n, max_bytes, size)
     quality = int(quality)
-    chunks, offsets, records = [], [0], []
+    chunks, offsets, records, maps = [], [0], [], []
     for i in range(n):
         img = src.image(i)
         if size is not None and img.size != tuple(size):
@@ -273,6 +290,13 @@ def pack(paths: Sequence, out: str | os.PathLike, quality: int | str = 95,
         chunks.append(np.frombuffer(data, dtype=np.uint8))
         offsets.append(offsets[-1] + len(data))
         records.append(_slim(src.record(i)))
+        if maps is not None:
+            try:
+                maps.append(resize_nearest(src.index_map(i), img.size[1], img.size[0]))
+            except DatasetError:          # a folder without per-pixel truth: pack without it
+                maps = None
+    if maps and len({m.shape for m in maps}) > 1:
+        maps = None                       # mixed sizes: pass `size` to pack them
     meta = {"format": PACK_FORMAT, "quality": quality, "size": list(size) if size else None,
             "sources": [str(p) for p in paths], "records": records}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -281,7 +305,8 @@ def pack(paths: Sequence, out: str | os.PathLike, quality: int | str = 95,
     np.savez_compressed(tmp, jpeg=np.concatenate(chunks) if chunks else np.zeros(0, np.uint8),
                         offsets=np.asarray(offsets, dtype=np.int64),
                         labels=np.frombuffer(json.dumps(meta, separators=(",", ":")).encode("utf-8"),
-                                             dtype=np.uint8))
+                                             dtype=np.uint8),
+                        **({"index": np.stack(maps)} if maps else {}))
     os.replace(tmp, out)
     return {"images": n, "bytes": out.stat().st_size, "image_bytes": int(offsets[-1]), "quality": quality}
 
@@ -415,6 +440,41 @@ class StepBatches:
 
     def __len__(self) -> int:
         return max(0, self.stop - self.start)
+
+
+class LengthGroupedBatches(StepBatches):
+    """StepBatches whose global batches hold examples of similar length (object count).
+
+    A batch is padded to its longest program, and random batches of CLEVR scenes (3-10
+    objects) almost always hold a 10-object one: about a third of every step's tokens
+    would be padding. Here each group of `group` consecutive steps takes its examples
+    from the same stream positions as StepBatches would, sorts them by length, cuts them
+    into `group` batches and orders those batches at random — still a pure function of
+    (seed, step), so resuming stays exact, and every image is still seen once per epoch."""
+
+    def __init__(self, lengths, batch_size: int, seed: int, start: int, stop: int, rank: int = 0,
+                 world: int = 1, group: int = 8):
+        super().__init__(len(lengths), batch_size, seed, start, stop, rank, world)
+        self.lengths, self.group = np.asarray(lengths), group
+        self._groups: dict[int, list] = {}
+
+    def _global_batches(self, g: int) -> list:
+        if g not in self._groups:
+            gb = self.b * self.world
+            first = g * self.group * gb
+            idx = []
+            for pos in range(first, first + self.group * gb):
+                epoch, offset = divmod(pos, self.n)
+                idx.append(int(self._perm(epoch)[offset]))
+            idx.sort(key=lambda i: self.lengths[i])          # stable: ties keep stream order
+            chunks = [idx[k * gb:(k + 1) * gb] for k in range(self.group)]
+            order = np.random.default_rng([self.seed, g, 1]).permutation(self.group)
+            self._groups = {g: [chunks[k] for k in order]}
+        return self._groups[g]
+
+    def batch(self, step: int) -> list[tuple[int, int]]:
+        chunk = self._global_batches(step // self.group)[step % self.group]
+        return [(step, i) for i in chunk[self.rank * self.b:(self.rank + 1) * self.b]]
 
 
 def _main(argv=None) -> int:

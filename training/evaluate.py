@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from ..scene.program import ProgramError, Scene, scene_from_clevr
-from .metrics import METRICS, evaluate_scenes, format_table
+from .metrics import METRICS, evaluate_scenes
+from .report import format_table
 
 
 class EvaluationError(ValueError):

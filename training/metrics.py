@@ -115,22 +115,3 @@ def evaluate_scenes(truth: Sequence[Scene], preds: Sequence[Scene]) -> tuple[dic
         raise ValueError(f"{len(truth)} true scenes but {len(preds)} predictions; pair them one to one.")
     per_scene = [scene_metrics(t, p) for t, p in zip(truth, preds)]
     return aggregate(per_scene), per_scene
-
-
-def format_table(summaries: dict[str, dict]) -> str:
-    """A plain-text table: one column per named summary (e.g. {"A": ..., "B": ...})."""
-    names = list(summaries)
-    rows = [["metric", *names]]
-    rows.append(["scenes", *[str(summaries[n]["scenes"]) for n in names]])
-    for metric, (pct, lower) in METRICS.items():
-        label = f"{metric} ({'lower' if lower else 'higher'} is better)"
-        cells = []
-        for n in names:
-            v = summaries[n].get(metric)
-            cells.append("n/a" if v is None else (f"{100 * v:.2f} %" if pct else f"{v:.4f}"))
-        rows.append([label, *cells])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-             for r in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)

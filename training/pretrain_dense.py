@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .dataset import resize_nearest
 from .run import (RunLog, TrainError, any_rank, barrier, checkpoint_dirs, fmt_time, hardware,
                   load_training_checkpoint, lr_factor, save_training_checkpoint, seed_all, setup_distributed,
                   wrap_ddp)
@@ -80,14 +81,6 @@ def colour_yiq(domain) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------------------------------
 # targets (pure NumPy: tested against hand-made masks)
 # ---------------------------------------------------------------------------------------
-def resize_nearest(index: np.ndarray, height: int, width: int) -> np.ndarray:
-    if index.shape == (height, width):
-        return index
-    rows = (np.arange(height) * index.shape[0] / height).astype(int)
-    cols = (np.arange(width) * index.shape[1] / width).astype(int)
-    return index[rows][:, cols]
-
-
 def cell_owners(index: np.ndarray, n_objects: int, stride: int = STRIDE,
                 min_pixels: int = MIN_CELL_PIXELS) -> np.ndarray:
     """[H, W] object index map -> [H/stride, W/stride] owner per cell (0 = none): the object

@@ -231,6 +231,16 @@ class Renderer:
         raise VisibilityError(f"Image {index}: no placement in {self.max_attempts} attempts had every "
                               f"object at >= {self.min_pixels} visible pixels; lower --min-pixels.")
 
+    def index_only(self, record: dict, index_map_path: str) -> None:
+        """Re-render the Object Index map of an existing sample (its label says which seed,
+        index and attempt made it; the scene is a pure function of those). Run with
+        samples=1: the index pass needs no light transport, so this costs a fraction of
+        the original render. The throw-away image goes to the renderer's temp folder."""
+        sample = sample_image(record["seed"], record["image_index"], record.get("attempt", 0), domain=self.domain,
+                              condition=record["condition"], split=record["split"])
+        ids = self._render(sample, os.path.join(self.tmpdir, "index_only.png"))
+        save_index_map(ids, index_map_path)
+
     def label(self, sample, visible: list[int]) -> dict:
         camera = sample.jitter.camera_location()
         pixel_coords = [list(project(o.loc, camera, self.width, self.height)) for o in sample.scene.objects]

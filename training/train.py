@@ -288,7 +288,8 @@ def train_program(args) -> Path:
 
     from ..model.checkpoint import save_checkpoint
     from ..model.igllm import IGLLM
-    from .dataset import SceneDataset, StepBatches, open_training_sources
+    from .dataset import LengthGroupedBatches, SceneDataset, open_training_sources
+    from .report import make_card
 
     t_start = time.time()
     run_dir = Path(args.out)
@@ -355,7 +356,9 @@ def train_program(args) -> Path:
     def stop_step() -> int:
         return plan.total if args.stop_at is None else min(plan.total, args.stop_at)
 
-    sampler = StepBatches(n_train, args.batch_size, args.seed, start, stop_step(), dist.rank, dist.world)
+    # similar program lengths per batch: less padding, same examples per epoch
+    sampler = LengthGroupedBatches([len(sc.objects) for sc in dataset.scenes], args.batch_size, args.seed, start,
+                                   stop_step(), dist.rank, dist.world)
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=args.workers,
                         collate_fn=Collator(tokenizer, config, args.seed, dist.rank, args.mirror),
                         pin_memory=device.type == "cuda",
@@ -449,85 +452,3 @@ def _elapsed_total(run_dir: Path, this_run: float) -> float:
     total = before + this_run
     path.write_text(f"{total:.1f}")
     return total
-
-
-def make_card(args, config, n_train: int, steps: int, seconds: float, hw: str, world: int,
-              total_params: int, trainable: int, metrics: dict | None = None, warmup_steps: int = 0) -> str:
-    """card.md text for a stage-2 model."""
-    data = data_summary(args.data)
-    lines = [
-        "# IG-LLM model card", "",
-        f"- preset: `{args.preset}`; numbers: `{args.numbers}`; visual tower: "
-        f"{'trained in stage 2' if args.train_vision else 'frozen in stage 2'}",
-        f"- vision weights: {vision_origin(args)}",
-        f"- parameters: {total_params / 1e6:.2f} M ({trainable / 1e6:.2f} M trained in stage 2)",
-        f"- data: {n_train} images ({data})",
-        f"- steps: {steps} x batch {args.batch_size} x {world} process(es)"
-        f"{f' (chosen to fit a {args.time_budget:g}-minute budget)' if args.time_budget else ''}; lr {args.lr:g}, "
-        f"head lr {args.head_lr if args.head_lr is not None else args.lr:g}, warm-up {warmup_steps} steps, "
-        f"cosine, clip {args.clip:g}, weight decay {args.weight_decay:g}, seed {args.seed}"
-        f"{', bf16 autocast' if args.bf16 else ''}",
-        f"- training time: {fmt_time(seconds)} on {hw}",
-        f"- image size: {getattr(config, 'image_size', '?')}",
-    ]
-    if args.init_from:
-        lines.insert(3, f"- initialised from: `{args.init_from}` (fine-tuned)")
-    if args.mirror:
-        lines.append(f"- augmentation: exact left-right mirror with probability {args.mirror:g}")
-    if metrics:
-        lines += ["", "## Metrics", "", metrics_markdown(metrics)]
-    return "\n".join(lines) + "\n"
-
-
-def vision_origin(args) -> str:
-    if args.init_from:
-        return f"the initial model's (`{args.init_from}`)"
-    return f"`{args.vision_weights or 'random init'}`{stage1_summary(args.vision_weights)}"
-
-
-def data_summary(paths) -> str:
-    """'path (count, WxH, condition, seed, samples)' for each dataset folder or pack."""
-    out = []
-    for p in map(Path, paths):
-        info = {}
-        if (p / "manifest.json").is_file():
-            try:
-                info = json.loads((p / "manifest.json").read_text())
-            except (OSError, ValueError):
-                info = {}
-        bits = [f"{info['width']}x{info['height']}" if "width" in info else "",
-                f"condition {info['condition']}" if "condition" in info else "",
-                f"seed {info['seed']}" if "seed" in info else "",
-                f"{info['samples']} Cycles samples" if "samples" in info else ""]
-        bits = [b for b in bits if b]
-        out.append(f"{p.name} ({', '.join(bits)})" if bits else p.name)
-    return "; ".join(out)
-
-
-def stage1_summary(vision_weights) -> str:
-    """' (stage 1: ...)' when the weights came from this trainer's stage 1."""
-    if not vision_weights:
-        return ""
-    meta = Path(vision_weights).parent / "stage1.json"
-    if not meta.is_file():
-        return ""
-    m = json.loads(meta.read_text())
-    how = (f"dense per-cell targets, hue rotation p={m['hue_prob']}" if m.get("kind") == "dense"
-           else f"contrastive, caption '{m['caption']}'")
-    return (f" (stage 1: {m['steps']} steps x batch {m['batch_size']} x {m['world']}, {how}, "
-            f"{m['images']} images, {fmt_time(m['seconds'])} on {m['hardware']})")
-
-
-def metrics_markdown(summaries: dict) -> str:
-    """A markdown table from {set name: summary} (see training.metrics.aggregate)."""
-    from .metrics import METRICS
-    names = list(summaries)
-    rows = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
-            "| scenes | " + " | ".join(str(summaries[n]["scenes"]) for n in names) + " |"]
-    for m, (pct, _) in METRICS.items():
-        cells = []
-        for n in names:
-            v = summaries[n].get(m)
-            cells.append("n/a" if v is None else (f"{100 * v:.1f} %" if pct else f"{v:.3f}"))
-        rows.append(f"| {m} | " + " | ".join(cells) + " |")
-    return "\n".join(rows)

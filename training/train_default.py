@@ -1,24 +1,26 @@
 """`ig_llm train-default`: reproduce the shipped model from scratch, resuming whatever exists.
 
-    python -m ig_llm train-default [--root DIR] [--train-count 9000] [--steps N | --time-budget MIN] ...
+    python -m ig_llm train-default [--root DIR] [--train-count N] [--steps N] ...
 
 Steps, each skipped when its output is already there (so rerunning after a kill or on
 another machine picks up where it stopped):
 
-1. render the data with ``ig_llm generate`` (the generator's recommended size/samples):
-   ``ROOT/data/trainA`` (CoGenT condition A, seed S), held-out ``valA`` (A, seed S+1) and
+1. render the data with ``ig_llm generate`` (the generator's recommended size/samples),
+   each image with its per-pixel truth (``index/``): ``ROOT/data/trainA`` (CoGenT
+   condition A, seed S) — the only training data —, held-out ``valA`` (A, seed S+1) and
    ``valB`` (B, seed S+2) at the training size, and ``valA_480`` / ``valB_480`` (the same
    scenes: same seeds and split names) at CLEVR's 480x320;
-2. ``ig_llm train --stage both`` (stage 1 tower, stage 2 program) into ``ROOT/runs/default``;
-3. fine-tuning (skip with ``--finetune-count 0``): render more condition-A data
-   ``ROOT/data/trainA2`` (seed S+4) and continue from step 2's model on trainA + trainA2
-   with mirror augmentation (``train --init-from``) into ``ROOT/runs/finetune``;
-4. ``predict`` + ``evaluate`` on the four held-out sets into ``ROOT/runs/eval``;
+2. stage 1: the conv tower learns to see from dense per-cell targets (``train --stage 1``,
+   training/pretrain_dense.py) into ``ROOT/runs/default/stage1``;
+3. stage 2: tower frozen, projector + LM + numeric head learn the program
+   (``train --stage 2``, mirror augmentation) into ``ROOT/runs/default/model``;
+4. ``predict`` + ``evaluate`` on the held-out sets into ``ROOT/runs/eval/default``;
 5. the metrics table goes into the model's ``card.md``; the model is copied to
    ``model/default/`` (atomically), unless ``--no-install``.
 
-``--ablations`` also trains (same data, same steps) the character-number model and the
-trainable-tower model and writes ``ROOT/runs/ablations.md``.
+``--ablations`` also trains, on the same data with the same stage-2 steps, the earlier
+tower (preset ``tiny-vit``: a ViT on a 192x192 letterbox, contrastive stage 1) and the
+character-number model, and writes ``ROOT/runs/ablations.md``.
 """
 from __future__ import annotations
 
@@ -32,9 +34,9 @@ from pathlib import Path
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_DIR = PACKAGE_ROOT / "model" / "default"
 
-
-# the shipped model's fine-tuning (step 3), run on the 2-core CPU build machine
-FINETUNE = {"count": 8000, "steps": 1500, "batch_size": 32, "lr": 3e-4, "mirror": 0.5}
+# the shipped model's recipe (model/default/card.md), run on the 2-core CPU build machine
+RECIPE = {"train_count": 2400, "stage1_steps": 1000, "stage1_batch_size": 32, "stage1_lr": 2e-3,
+          "steps": 900, "batch_size": 32, "lr": 1e-3, "mirror": 0.5}
 
 
 class TrainDefaultError(RuntimeError):
@@ -43,8 +45,8 @@ class TrainDefaultError(RuntimeError):
 
 def add_arguments(parser) -> None:
     parser.add_argument("--root", default=".", help="work folder: ROOT/data, ROOT/runs/default, ROOT/runs/eval (default .)")
-    parser.add_argument("--train-count", type=int, default=4226,
-                        help="training images, condition A (default 4226: the shipped model saw 4212 of them)")
+    parser.add_argument("--train-count", type=int, default=RECIPE["train_count"],
+                        help=f"training images, condition A (default {RECIPE['train_count']})")
     parser.add_argument("--val-count", type=int, default=500, help="images per held-out set (default 500)")
     parser.add_argument("--seed", type=int, default=1, help="data seed S (held-out sets use S+1 for A, S+2 for B; default 1)")
     parser.add_argument("--size", help="training render size WxH (default: the generator's)")
@@ -52,25 +54,44 @@ def add_arguments(parser) -> None:
     parser.add_argument("--render-workers", type=int, help="parallel Blender processes (default: the generator's)")
     parser.add_argument("--no-480", action="store_true", help="skip the 480x320 held-out sets")
     parser.add_argument("--preset", default="tiny")
-    parser.add_argument("--steps", type=int, help="stage 2 steps (default 2655 as the shipped model, or what --time-budget picks)")
-    parser.add_argument("--time-budget", type=float, metavar="MIN", help="stage 2 wall-time budget in minutes")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--stage1-steps", type=int, default=1000)
-    parser.add_argument("--stage1-batch-size", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=RECIPE["steps"], help=f"stage 2 steps (default {RECIPE['steps']})")
+    parser.add_argument("--batch-size", type=int, default=RECIPE["batch_size"])
+    parser.add_argument("--lr", type=float, default=RECIPE["lr"])
+    parser.add_argument("--mirror", type=float, default=RECIPE["mirror"], help="stage 2 mirror augmentation probability")
+    parser.add_argument("--stage1-steps", type=int, default=RECIPE["stage1_steps"])
+    parser.add_argument("--stage1-batch-size", type=int, default=RECIPE["stage1_batch_size"])
+    parser.add_argument("--stage1-lr", type=float, default=RECIPE["stage1_lr"])
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--workers", type=int, default=4, help="DataLoader workers (default 4)")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers (default 0: images are cached)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
-    g = parser.add_argument_group("fine-tuning (step 3)")
-    g.add_argument("--finetune-count", type=int, default=FINETUNE["count"],
-                   help=f"extra condition-A images, seed S+4 (default {FINETUNE['count']}: the shipped model's; 0 = skip)")
-    g.add_argument("--finetune-steps", type=int, default=FINETUNE["steps"],
-                   help=f"fine-tuning steps (default {FINETUNE['steps']})")
-    g.add_argument("--finetune-batch-size", type=int, default=FINETUNE["batch_size"])
-    g.add_argument("--finetune-lr", type=float, default=FINETUNE["lr"])
-    g.add_argument("--mirror", type=float, default=FINETUNE["mirror"], help="mirror augmentation probability")
-    parser.add_argument("--ablations", action="store_true", help="also train/evaluate char numbers and trainable tower")
+    parser.add_argument("--ablations", action="store_true",
+                        help="also train/evaluate the earlier ViT tower and char numbers on the same data")
     parser.add_argument("--no-install", action="store_true", help="do not copy the model to model/default/")
+
+
+def parse(argv: list[str]):
+    import argparse
+    p = argparse.ArgumentParser(prog="ig_llm train-default")
+    add_arguments(p)
+    return p.parse_args(argv)
+
+
+def training_sets(args) -> list[tuple]:
+    """(folder, condition, count, seed, split, size) of every set a training stage reads."""
+    data = Path(args.root).resolve() / "data"
+    return [(data / "trainA", "A", args.train_count, args.seed, "trainA", args.size)]
+
+
+def held_out_sets(args) -> dict[str, tuple]:
+    """name -> (folder, condition, count, seed, split, size); the 480x320 sets are the same
+    scenes as the small ones (same seeds and split names), rendered larger."""
+    data, s = Path(args.root).resolve() / "data", args.seed
+    sets = {"A": (data / "valA", "A", args.val_count, s + 1, "valA", args.size),
+            "B": (data / "valB", "B", args.val_count, s + 2, "valB", args.size)}
+    if not args.no_480:
+        sets["A_480"] = (data / "valA_480", "A", args.val_count, s + 1, "valA", "480x320")
+        sets["B_480"] = (data / "valB_480", "B", args.val_count, s + 2, "valB", "480x320")
+    return sets
 
 
 def _run(cmd: list[str], what: str) -> None:
@@ -108,42 +129,21 @@ def render(path: Path, condition: str, count: int, seed: int, split: str, size: 
     _run(cmd, f"render {path.name}")
 
 
-def train(run: Path, data: Path, args, extra: list[str] = (), stage: str = "both",
-          vision: Path | None = None) -> Path:
+def train(run: Path, data: Path, args, extra: list[str] = (), preset: str | None = None) -> Path:
+    """Stage 1 then stage 2 into `run` (each resumable, each skipped when done)."""
     model = run / "model"
     if (model / "config.json").is_file():
         print(f"[train-default] {model} exists, skipped", flush=True)
         return model
-    cmd = _ig("train", "--data", str(data), "--out", str(run), "--stage", stage, "--resume",
-              "--preset", args.preset, "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+    cmd = _ig("train", "--data", str(data), "--out", str(run), "--stage", "both", "--resume",
+              "--preset", preset or args.preset, "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+              "--steps", str(args.steps), "--mirror", str(args.mirror),
               "--stage1-steps", str(args.stage1_steps), "--stage1-batch-size", str(args.stage1_batch_size),
-              "--device", args.device, "--workers", str(args.workers), "--seed", str(args.seed))
-    if args.steps:
-        cmd += ["--steps", str(args.steps)]
-    elif args.time_budget:
-        cmd += ["--time-budget", str(args.time_budget)]
-    else:
-        cmd += ["--steps", "2655"]
+              "--stage1-lr", str(args.stage1_lr), "--device", args.device, "--workers", str(args.workers),
+              "--seed", str(args.seed), "--cache-images")
     if args.bf16:
         cmd.append("--bf16")
-    if vision is not None:
-        cmd += ["--vision-weights", str(vision)]
     _run(cmd + list(extra), f"train {run.name}")
-    return model
-
-
-def finetune(run: Path, init: Path, data: list[Path], args) -> Path:
-    """Step 3: continue from `init` on more data with mirror augmentation (resumable)."""
-    model = run / "model"
-    if (model / "config.json").is_file():
-        print(f"[train-default] {model} exists, skipped", flush=True)
-        return model
-    cmd = _ig("train", "--data", *map(str, data), "--out", str(run), "--init-from", str(init), "--resume",
-              "--steps", str(args.finetune_steps), "--batch-size", str(args.finetune_batch_size),
-              "--lr", str(args.finetune_lr), "--warmup-steps", "100", "--mirror", str(args.mirror),
-              "--device", args.device, "--workers", str(args.workers), "--seed", str(args.seed),
-              "--cache-images")
-    _run(cmd, f"fine-tune {run.name}")
     return model
 
 
@@ -170,7 +170,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def add_metrics_to_card(model: Path, summaries: dict, args) -> None:
-    from .train import metrics_markdown
+    from .report import metrics_markdown
     card = (model / "card.md").read_text().split("\n## Metrics")[0].rstrip("\n")
     sets = (f"held-out sets of {args.val_count} images each, rendered by this project with other seeds: "
             "A = CoGenT condition A (as training), B = condition B (cube/cylinder colours swapped); "
@@ -194,60 +194,35 @@ def install(model: Path, target: Path = DEFAULT_MODEL_DIR) -> None:
 
 def main(args) -> int:
     root = Path(args.root).resolve()
-    data = root / "data"
     try:
-        s = args.seed
-        render(data / "trainA", "A", args.train_count, s, "trainA", args.size, args)
-        # the 480x320 sets use the same split names and seeds: the same scenes, rendered larger
-        held_out = {"A": (data / "valA", "A", s + 1, "valA", args.size),
-                    "B": (data / "valB", "B", s + 2, "valB", args.size)}
-        if not args.no_480:
-            held_out["A_480"] = (data / "valA_480", "A", s + 1, "valA", "480x320")
-            held_out["B_480"] = (data / "valB_480", "B", s + 2, "valB", "480x320")
-        for path, cond, seed, split, size in held_out.values():
-            render(path, cond, args.val_count, seed, split, size, args)
+        for path, cond, count, seed, split, size in training_sets(args):
+            render(path, cond, count, seed, split, size, args)
+        held_out = held_out_sets(args)
+        for path, cond, count, seed, split, size in held_out.values():
+            render(path, cond, count, seed, split, size, args)
         sets = {name: v[0] for name, v in held_out.items()}
+        train_data = root / "data" / "trainA"
 
-        model = base = train(root / "runs" / "default", data / "trainA", args)
-        if args.finetune_count > 0:
-            render(data / "trainA2", "A", args.finetune_count, s + 4, "trainA2", args.size, args)
-            model = finetune(root / "runs" / "finetune", model, [data / "trainA", data / "trainA2"], args)
-        summaries = evaluate(model, sets, root / "runs" / "eval" / model.parent.name, args)
+        model = train(root / "runs" / "default", train_data, args)
+        summaries = evaluate(model, sets, root / "runs" / "eval" / "default", args)
         add_metrics_to_card(model, summaries, args)
-        from .metrics import format_table
+        from .report import format_table
         print(format_table(summaries))
         if not args.no_install:
             install(model)
 
         if args.ablations:
-            vision = root / "runs" / "default" / "stage1" / "vision.safetensors"
-            # same data and budget: the ablations are compared with the model before fine-tuning
             small = {k: v for k, v in sets.items() if "480" not in k}
-            rows = {"default (head, frozen)": evaluate(base, small, root / "runs" / "eval" / "default", args)}
-            for name, extra in (("char numbers", ["--numbers", "char"]), ("trainable tower", ["--train-vision"])):
-                run = root / "runs" / name.replace(" ", "_")
-                m = train(run, data / "trainA", args, extra, stage="2", vision=vision)
-                rows[name] = evaluate(m, small, root / "runs" / "eval" / run.name, args)
+            rows = {"conv tower, dense stage 1 (default)": {k: v for k, v in summaries.items() if "480" not in k}}
+            for name, run, extra, preset in (
+                    ("ViT tower, contrastive stage 1 (tiny-vit)", "vit_tower", [], "tiny-vit"),
+                    ("char numbers", "char_numbers", ["--numbers", "char"], None)):
+                m = train(root / "runs" / run, train_data, args, extra, preset=preset)
+                rows[name] = evaluate(m, small, root / "runs" / "eval" / run, args)
+            from .report import ablation_table
             _write_atomic(root / "runs" / "ablations.md", ablation_table(rows))
             print((root / "runs" / "ablations.md").read_text())
     except TrainDefaultError as err:
         print(f"ig_llm train-default: {err}", file=sys.stderr)
         return 1
     return 0
-
-
-def ablation_table(rows: dict) -> str:
-    """Markdown: one row per (variant, held-out set)."""
-    from .metrics import METRICS
-    cols = list(METRICS)
-    out = ["| model | set | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
-    for variant, summaries in rows.items():
-        for set_name, s in summaries.items():
-            if "480" in set_name:
-                continue
-            cells = []
-            for m in cols:
-                v, pct = s.get(m), METRICS[m][0]
-                cells.append("n/a" if v is None else (f"{100 * v:.1f}" if pct else f"{v:.3f}"))
-            out.append(f"| {variant} | {set_name} | " + " | ".join(cells) + " |")
-    return "\n".join(out) + "\n\nAccuracies in %; l2 in scene units; yaw error in degrees.\n"
