@@ -226,10 +226,30 @@ def open_sources(paths: Sequence) -> ConcatSource:
 HELD_OUT_CONDITIONS = ("B",)   # CoGenT condition B tests compositional generalisation
 
 
-def open_training_sources(paths: Sequence) -> ConcatSource:
+class FirstN:
+    """The first `n` items of a source (learning curves train on growing prefixes)."""
+
+    def __init__(self, source, n: int):
+        self.source, self.n = source, min(n, len(source))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getattr__(self, name):        # image, image_bytes, record, scene, index_map
+        return getattr(self.source, name)
+
+
+def open_training_sources(paths: Sequence, limit: int | None = None):
     """`open_sources` for a training stage: refuses any held-out (condition B) image, so
-    no training command can learn from the test condition, whatever folder it is given."""
+    no training command can learn from the test condition, whatever folder it is given.
+    `limit` keeps the first n images."""
     sources = open_sources(paths)
+    if limit is not None and limit < len(sources):
+        return FirstN(_refuse_held_out(sources, paths), limit)
+    return _refuse_held_out(sources, paths)
+
+
+def _refuse_held_out(sources: ConcatSource, paths: Sequence) -> ConcatSource:
     for src, path in zip(sources.sources, paths):
         bad = next((r for r in src.records if r.get("condition") in HELD_OUT_CONDITIONS), None)
         if bad is not None:

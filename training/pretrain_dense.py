@@ -290,11 +290,14 @@ def probe_metrics(model, source, dims, domain, batch_size: int = 64) -> dict:
 # ---------------------------------------------------------------------------------------
 # the stage
 # ---------------------------------------------------------------------------------------
-def save_visual(tower, path: Path) -> Path:
-    """Write the tower's tensors as ``visual.*`` (float32), atomically."""
+HEADS_FILE = "heads.safetensors"    # the dense heads, kept for probing (learning_curve.py)
+
+
+def save_visual(tower, path: Path, prefix: str = "visual") -> Path:
+    """Write a module's tensors as ``<prefix>.*`` (float32), atomically."""
     import os
     from safetensors.torch import save_file
-    state = {f"visual.{k}": (v.detach().float() if v.is_floating_point() else v.detach()).cpu().contiguous().clone()
+    state = {f"{prefix}.{k}": (v.detach().float() if v.is_floating_point() else v.detach()).cpu().contiguous().clone()
              for k, v in tower.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -343,7 +346,7 @@ def run_dense_stage1(args, config) -> Path | None:
         log(f"stage 1: resumed from {ckpts[-1]} at step {start}")
     wrapped = wrap_ddp(model, dist, device)
 
-    source = open_training_sources(args.data)
+    source = open_training_sources(args.data, args.limit)
     t_load = time.time()
     data = DenseDataset(source, config.image_dims, domain, config.max_objects, workers=args.workers)
     if start == 0:
@@ -398,7 +401,8 @@ def run_dense_stage1(args, config) -> Path | None:
             "kind": "dense", "steps": steps, "batch_size": bsz, "world": dist.world, "images": len(source),
             "hue_prob": HUE_PROB, "seconds": time.time() - t0, "hardware": hardware(device),
             "lr": args.stage1_lr, "seed": args.seed}))
-        save_visual(model.visual, out_file)
+        save_visual(model.heads, run_dir / HEADS_FILE, prefix="heads")
+        save_visual(model.visual, out_file)     # last: its presence marks stage 1 done
         log(f"stage 1: visual tower written to {out_file} ({fmt_time(time.time() - t0)})")
     barrier(dist)
     return out_file

@@ -196,7 +196,7 @@ def run_stage1(args) -> Path | None:
         torch.manual_seed(args.seed * 1000 + dist.rank)
     wrapped = wrap_ddp(model, dist, device)
 
-    source = open_training_sources(args.data)
+    source = open_training_sources(args.data, args.limit)
     if start == 0:
         n_vis = sum(p.numel() for p in model.visual.parameters())
         log(f"stage 1: contrastive pre-training of the visual tower ({n_vis / 1e6:.2f} M params) on "

@@ -45,6 +45,7 @@ def add_arguments(parser) -> None:
     g.add_argument("--data", nargs="+", required=True, metavar="DIR_OR_PACK",
                    help="dataset folders (ig_llm generate) and/or packed .npz files")
     g.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (log, checkpoints, model/)")
+    g.add_argument("--limit", type=int, metavar="N", help="train on the first N images of --data only (learning curves)")
     g.add_argument("--stage", choices=("1", "2", "both"), default="2",
                    help="1: pre-train the visual tower; 2: train the program model; both: 1 then 2 (default 2)")
     g.add_argument("--resume", action="store_true", help="continue from the last checkpoint in RUN_DIR")
@@ -135,6 +136,8 @@ def _validate(args) -> None:
     for name in ("steps", "batch_size", "save_every", "log_every", "stage1_steps", "stage1_batch_size"):
         if getattr(args, name) < 1:
             raise TrainError(f"--{name.replace('_', '-')} must be at least 1.")
+    if args.limit is not None and args.limit < 1:
+        raise TrainError("--limit must be at least 1 image.")
     if args.time_budget is not None and args.time_budget <= 0:
         raise TrainError("--time-budget must be a positive number of minutes.")
     if args.init_from and (args.stage != "2" or args.set or args.vision_weights):
@@ -318,7 +321,7 @@ def train_program(args) -> Path:
         config = build_config(args)
         tokenizer = make_tokenizer(config)
         model = IGLLM(config, tokenizer).to(device)
-    source = open_training_sources(args.data)
+    source = open_training_sources(args.data, args.limit)
     n_train = len(source)
 
     head_lr = args.head_lr if args.head_lr is not None else args.lr

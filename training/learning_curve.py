@@ -1,0 +1,119 @@
+"""The tower's learning curve: what stage 1 sees, as a function of the number of scenes.
+
+    python -m ig_llm.training.learning_curve --data data/trainA --val data/valA data/valB \
+        --sizes 500 1000 2000 3000 --steps 300 --out runs/curve [--figure docs/learning_curve.png]
+
+For each size N, stage 1 (dense targets, training/pretrain_dense.py) trains a tower on the
+first N training images for the same number of steps (same compute: the curve isolates
+data), then the *probe* — the dense heads decoded directly, one object per heat-map peak
+(``pretrain_dense.probe_scenes``) — is scored with the paper's metrics on each held-out
+set. The probe is not the product (the LM writes the program); it measures what the
+frozen tower makes available to the LM, which bounds what stage 2 can learn from it.
+Every run is a normal resumable ``ig_llm train --stage 1`` folder under ``--out``; scores
+are cached beside it, so a rerun only does what is missing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+CURVE_METRICS = ("count_acc", "l2", "shape_acc", "color_acc")
+
+
+def run_size(n: int, args) -> Path:
+    run = Path(args.out) / f"n{n:05d}"
+    weights = run / "stage1" / "vision.safetensors"
+    if not weights.is_file():
+        cmd = [sys.executable, "-m", "ig_llm", "train", "--data", *args.data, "--limit", str(n), "--out", str(run),
+               "--stage", "1", "--stage1-steps", str(args.steps), "--stage1-batch-size", str(args.batch_size),
+               "--stage1-lr", str(args.lr), "--seed", str(args.seed), "--workers", "0", "--quiet", "--resume"]
+        print(f"[learning-curve] {' '.join(cmd)}", flush=True)
+        if subprocess.call(cmd) != 0:
+            raise SystemExit(f"learning_curve: stage 1 for N={n} failed; fix the cause above and rerun.")
+    return weights
+
+
+def score(weights: Path, n: int, args) -> dict:
+    """{val set name: probe summary}, cached in the run folder."""
+    cache = weights.parent.parent / "probe.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    import torch
+    from safetensors.torch import load_file
+    from ..model.presets import make_config
+    from ..scene.domain import load_domain
+    from .dataset import open_source
+    from .pretrain_dense import build_dense_model, probe_metrics
+    config = make_config(args.preset)
+    model = build_dense_model(config)
+    state = load_file(str(weights))
+    model.visual.load_state_dict({k[len("visual."):]: v for k, v in state.items()})
+    heads = weights.parent / "heads.safetensors"
+    model.heads.load_state_dict({k[len("heads."):]: v for k, v in load_file(str(heads)).items()})
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    out = {Path(v).name: probe_metrics(model, open_source(v), config.image_dims, load_domain(config.domain))
+           for v in args.val}
+    cache.write_text(json.dumps(out, indent=1))
+    return out
+
+
+def write_outputs(results: dict, args) -> None:
+    from .report import cell
+    sizes = sorted(results)
+    sets = list(next(iter(results.values())))
+    lines = ["| scenes | set | " + " | ".join(CURVE_METRICS) + " |", "|---|---|" + "---|" * len(CURVE_METRICS)]
+    for n in sizes:
+        for s in sets:
+            lines.append(f"| {n} | {s} | " + " | ".join(cell(m, results[n][s].get(m)) for m in CURVE_METRICS) + " |")
+    out = Path(args.out)
+    (out / "learning_curve.md").write_text("\n".join(lines) + "\n")
+    (out / "learning_curve.json").write_text(json.dumps({str(n): results[n] for n in sizes}, indent=1))
+    print("\n".join(lines))
+    if args.figure:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+        for ax, (metric, title) in zip(axes, (("count_acc", "count accuracy"), ("l2", "l2 (scene units)"),
+                                              ("shape_acc", "shape accuracy"))):
+            for s in sets:
+                ys = [results[n][s].get(metric) for n in sizes]
+                ax.plot(sizes, [100 * y if metric != "l2" else y for y in ys], marker="o", label=s)
+            ax.set_xscale("log")
+            ax.set_xticks(sizes, [str(n) for n in sizes])
+            ax.set_xlabel("training scenes (condition A)")
+            ax.set_title(title + (" %" if metric != "l2" else ""))
+            ax.grid(alpha=0.3)
+        axes[0].legend()
+        fig.suptitle(f"Tower probe vs training scenes ({args.steps} stage-1 steps x {args.batch_size} each)")
+        fig.tight_layout()
+        Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.figure, dpi=110)
+        print(f"[learning-curve] figure -> {args.figure}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m ig_llm.training.learning_curve", description=__doc__.splitlines()[0])
+    p.add_argument("--data", nargs="+", required=True, help="condition-A training folder(s)")
+    p.add_argument("--val", nargs="+", required=True, help="held-out dataset folders (e.g. valA valB)")
+    p.add_argument("--sizes", nargs="+", type=int, required=True, help="training-set sizes N")
+    p.add_argument("--steps", type=int, default=300, help="stage-1 steps per size (default 300)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--out", required=True, help="folder for the runs and the tables")
+    p.add_argument("--figure", help="PNG path for the plot")
+    args = p.parse_args(argv)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    results = {n: score(run_size(n, args), n, args) for n in sorted(set(args.sizes))}
+    write_outputs(results, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
