@@ -1,5 +1,6 @@
 """Stage 1 of the conv tower: dense targets from a hand-made mask, the hue-rotation
 augmentation, resume == uninterrupted, and condition B unreachable from training."""
+import json
 import math
 
 import numpy as np
@@ -118,3 +119,18 @@ def test_packs_carry_the_per_pixel_truth(tmp_path):
         open_source(tmp_path / "bare.npz").index_map(0)
     with pytest.raises(DatasetError, match="index_maps"):
         open_source(data).index_map(0)
+
+
+def test_learning_curve_runs_each_size_once_and_plots(tmp_path):
+    from ig_llm.training import learning_curve
+    train = make_synthetic_dataset(tmp_path / "trainA", 8, seed=6, width=96, height=64)
+    val = make_synthetic_dataset(tmp_path / "valB", 4, seed=7, width=96, height=64, condition="B", split="valB")
+    argv = ["--data", str(train), "--val", str(val), "--sizes", "4", "8", "--steps", "2", "--batch-size", "4",
+            "--out", str(tmp_path / "curve"), "--figure", str(tmp_path / "curve.png"), "--threads", "1"]
+    assert learning_curve.main([*argv, *TINY]) == 0         # TINY: --set overrides, passed to train
+    table = (tmp_path / "curve" / "learning_curve.md").read_text()
+    assert "| 4 | valB |" in table and "| 8 | valB |" in table
+    assert (tmp_path / "curve.png").stat().st_size > 10_000
+    runs = json.loads((tmp_path / "curve" / "learning_curve.json").read_text())
+    assert set(runs) == {"4", "8"} and 0.0 <= runs["8"]["valB"]["count_acc"] <= 1.0
+    assert json.loads((tmp_path / "curve" / "n00004" / "stage1" / "stage1.json").read_text())["images"] == 4

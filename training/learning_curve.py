@@ -29,7 +29,10 @@ def run_size(n: int, args) -> Path:
     if not weights.is_file():
         cmd = [sys.executable, "-m", "ig_llm", "train", "--data", *args.data, "--limit", str(n), "--out", str(run),
                "--stage", "1", "--stage1-steps", str(args.steps), "--stage1-batch-size", str(args.batch_size),
-               "--stage1-lr", str(args.lr), "--seed", str(args.seed), "--workers", "0", "--quiet", "--resume"]
+               "--stage1-lr", str(args.lr), "--seed", str(args.seed), "--workers", "0", "--quiet", "--resume",
+               "--preset", args.preset, *[a for kv in args.set for a in ("--set", kv)]]
+        if args.hue_prob is not None:
+            cmd += ["--hue-prob", str(args.hue_prob)]
         print(f"[learning-curve] {' '.join(cmd)}", flush=True)
         if subprocess.call(cmd) != 0:
             raise SystemExit(f"learning_curve: stage 1 for N={n} failed; fix the cause above and rerun.")
@@ -47,7 +50,8 @@ def score(weights: Path, n: int, args) -> dict:
     from ..scene.domain import load_domain
     from .dataset import open_source
     from .pretrain_dense import build_dense_model, probe_metrics
-    config = make_config(args.preset)
+    from .train import parse_set
+    config = make_config(args.preset, **parse_set(args.set))
     model = build_dense_model(config)
     state = load_file(str(weights))
     model.visual.load_state_dict({k[len("visual."):]: v for k, v in state.items()})
@@ -105,6 +109,9 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", default="tiny")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override passed to `train --set` (JSON value)")
+    p.add_argument("--hue-prob", type=float, help="stage-1 hue rotation share (default: train's)")
     p.add_argument("--threads", type=int)
     p.add_argument("--out", required=True, help="folder for the runs and the tables")
     p.add_argument("--figure", help="PNG path for the plot")

@@ -331,6 +331,7 @@ def run_dense_stage1(args, config) -> Path | None:
         return out_file
 
     domain = load_domain(config.domain)
+    hue_prob = HUE_PROB if args.hue_prob is None else args.hue_prob
     seed_all(args.seed)
     model = build_dense_model(config).to(device)
     steps, bsz = args.stage1_steps, args.stage1_batch_size
@@ -352,12 +353,12 @@ def run_dense_stage1(args, config) -> Path | None:
     if start == 0:
         n_vis = sum(p.numel() for p in model.visual.parameters())
         log(f"stage 1 (dense): conv tower ({n_vis / 1e6:.2f} M params) on {len(source)} images "
-            f"(targets + pixels in {time.time() - t_load:.0f} s), hue rotation p={HUE_PROB}, {steps} steps x "
+            f"(targets + pixels in {time.time() - t_load:.0f} s), hue rotation p={hue_prob}, {steps} steps x "
             f"{bsz} x {dist.world} process(es); device {hardware(device)}")
     stop = steps if (args.stop_at is None or args.stage != "1") else min(steps, args.stop_at)
     loader = DataLoader(data, batch_sampler=StepBatches(len(data), bsz, args.seed + 1, start, stop, dist.rank,
                                                         dist.world),
-                        num_workers=0, collate_fn=DenseCollator(args.seed), generator=torch.Generator())
+                        num_workers=0, collate_fn=DenseCollator(args.seed, hue_prob), generator=torch.Generator())
     model.train()
     t0, step, window = time.time(), start, []
     bar = tqdm(total=steps, initial=start, desc="stage 1", unit="step",
@@ -399,7 +400,7 @@ def run_dense_stage1(args, config) -> Path | None:
     if dist.main:
         (run_dir / "stage1.json").write_text(json.dumps({
             "kind": "dense", "steps": steps, "batch_size": bsz, "world": dist.world, "images": len(source),
-            "hue_prob": HUE_PROB, "seconds": time.time() - t0, "hardware": hardware(device),
+            "hue_prob": hue_prob, "seconds": time.time() - t0, "hardware": hardware(device),
             "lr": args.stage1_lr, "seed": args.seed}))
         save_visual(model.heads, run_dir / HEADS_FILE, prefix="heads")
         save_visual(model.visual, out_file)     # last: its presence marks stage 1 done

@@ -81,6 +81,9 @@ def add_arguments(parser) -> None:
     g.add_argument("--stage1-steps", type=int, default=1000, help="contrastive steps (default 1000)")
     g.add_argument("--stage1-batch-size", type=int, default=128, help="images per step (default 128)")
     g.add_argument("--stage1-lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    g.add_argument("--hue-prob", type=float, default=None, metavar="P",
+                   help="conv tower: share of stage-1 images hue-rotated with their colour targets "
+                        "(default 0.75; 0 = off, the shortcut ablation)")
     g.add_argument("--caption", choices=("words+loc", "words", "program"), default="words+loc",
                    help="stage 1 caption: object words + 0.5-unit position bins left to right (default), "
                         "words only, or the character program")
@@ -143,6 +146,8 @@ def _validate(args) -> None:
     if args.init_from and (args.stage != "2" or args.set or args.vision_weights):
         raise TrainError("--init-from fine-tunes a finished model in stage 2 with its own config; drop "
                          "--stage 1/both, --set and --vision-weights.")
+    if args.hue_prob is not None and not 0.0 <= args.hue_prob <= 1.0:
+        raise TrainError("--hue-prob is a probability; give a number from 0 to 1.")
     if not 0.0 <= args.mirror <= 1.0:
         raise TrainError("--mirror is a probability; give a number from 0 to 1.")
     if args.vision_weights and not Path(args.vision_weights).is_file():
@@ -207,8 +212,18 @@ class Collator:
 def build_config(args):
     """The IGLLM config for this run: preset + flags + --set overrides."""
     from ..model.presets import make_config
+    overrides = parse_set(args.set)
+    overrides.update(_flag_overrides(args))
+    try:
+        return make_config(args.preset, **overrides)
+    except (KeyError, TypeError, ValueError) as err:
+        raise TrainError(f"Cannot build the model config ({err}); check --preset and --set.") from None
+
+
+def parse_set(items) -> dict:
+    """--set KEY=VALUE items -> config overrides (JSON values; anything else is a string)."""
     overrides = {}
-    for item in args.set:
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise TrainError(f"--set {item} is not KEY=VALUE; write e.g. --set lm_layers=6.")
@@ -216,11 +231,7 @@ def build_config(args):
             overrides[key] = json.loads(value)
         except json.JSONDecodeError:
             overrides[key] = value
-    overrides.update(_flag_overrides(args))
-    try:
-        return make_config(args.preset, **overrides)
-    except (KeyError, TypeError, ValueError) as err:
-        raise TrainError(f"Cannot build the model config ({err}); check --preset and --set.") from None
+    return overrides
 
 
 def _flag_overrides(args) -> dict:
