@@ -35,7 +35,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_DIR = PACKAGE_ROOT / "model" / "default"
 
 # the shipped model's recipe (model/default/card.md), run on the 2-core CPU build machine
-RECIPE = {"train_count": 2400, "stage1_steps": 1000, "stage1_batch_size": 32, "stage1_lr": 2e-3,
+RECIPE = {"train_count": 2500, "stage1_steps": 800, "stage1_batch_size": 32, "stage1_lr": 2e-3,
           "steps": 900, "batch_size": 32, "lr": 1e-3, "mirror": 0.5}
 
 
