@@ -211,3 +211,24 @@ def test_fine_tune_from_a_finished_model_with_mirror_augmentation(data, tmp_path
     assert "drop" in capsys.readouterr().err
     assert cli_main(["train", "--data", str(data), "--out", str(tmp_path / "z"), "--mirror", "2", *COMMON]) == 2
     assert "probability" in capsys.readouterr().err
+
+
+def test_resume_refuses_other_options_in_one_sentence(data, tmp_path, capsys):
+    torch.set_num_threads(1)
+    run = tmp_path / "run"
+    args = ["--data", str(data), "--out", str(run), "--steps", "6", "--batch-size", "4", "--save-every", "2", *COMMON]
+    assert cli_main(["train", *args, "--stop-at", "2"]) == 0
+    meta = json.loads((run / "checkpoints" / "step_0000002" / "meta.json").read_text())
+    assert meta["options"]["lr"] == 5e-4 and meta["options"]["batch_size"] == 4
+    capsys.readouterr()
+    # what is trained may not change ...
+    for changed in (["--lr", "1e-3"], ["--mirror", "0.5"], ["--set", "lm_layers=3"]):
+        assert cli_main(["train", *args, *changed, "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert "was started with other options" in err and "--" + changed[0].lstrip("-") in err
+        assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (run / "model").exists()
+    # ... how it runs may (threads, logging, checkpoint cadence)
+    assert cli_main(["train", *args[:-len(COMMON)], *TINY, "--threads", "1", "--quiet", "--workers", "0",
+                     "--log-every", "3", "--save-every", "3", "--resume"]) == 0
+    assert (run / "model" / "model.safetensors").is_file()

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .dataset import resize_nearest
+from .options import STAGE1_SCOPE, RunOptions, check_resume
 from .run import (RunLog, TrainError, any_rank, barrier, checkpoint_dirs, fmt_time, hardware,
                   load_training_checkpoint, lr_factor, save_training_checkpoint, seed_all, setup_distributed,
                   wrap_ddp)
@@ -342,7 +343,9 @@ def run_dense_stage1(args, config) -> Path | None:
     ckpts = checkpoint_dirs(run_dir)
     if ckpts and not args.resume:
         raise TrainError(f"{run_dir} already has stage 1 checkpoints; pass --resume or pick a new --out.")
+    options = RunOptions.from_args(args)
     if ckpts:
+        check_resume(options, ckpts[-1], STAGE1_SCOPE)
         start, _ = load_training_checkpoint(ckpts[-1], model, opt, sched, dist, device)
         log(f"stage 1: resumed from {ckpts[-1]} at step {start}")
     wrapped = wrap_ddp(model, dist, device)
@@ -389,7 +392,8 @@ def run_dense_stage1(args, config) -> Path | None:
         out_of_time = any_rank(args.max_minutes is not None and time.time() - t0 > 60 * args.max_minutes,
                                dist, device)
         if step % args.save_every == 0 or step == stop or out_of_time:
-            save_training_checkpoint(run_dir, step, wrapped, opt, sched, {"stage": "dense"}, dist, args.keep)
+            save_training_checkpoint(run_dir, step, wrapped, opt, sched,
+                                     {"stage": "dense", "options": options.to_dict()}, dist, args.keep)
         if out_of_time and step < steps:
             stopped = True
             break

@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from .options import STAGE1_SCOPE, RunOptions, check_resume
 from .run import (RunLog, TrainError, any_rank, checkpoint_dirs, fmt_time, hardware, load_training_checkpoint,
                     lr_factor, save_training_checkpoint, seed_all, setup_distributed, to_device, wrap_ddp)
 
@@ -189,7 +190,9 @@ def run_stage1(args) -> Path | None:
     ckpts = checkpoint_dirs(run_dir)
     if ckpts and not args.resume:
         raise TrainError(f"{run_dir} already has stage 1 checkpoints; pass --resume or pick a new --out.")
+    options = RunOptions.from_args(args)
     if ckpts:
+        check_resume(options, ckpts[-1], STAGE1_SCOPE)
         start, _ = load_training_checkpoint(ckpts[-1], model, opt, sched, dist, device)
         log(f"stage 1: resumed from {ckpts[-1]} at step {start}")
     else:
@@ -249,7 +252,8 @@ def run_stage1(args) -> Path | None:
         out_of_time = any_rank(args.max_minutes is not None and time.time() - t0 > 60 * args.max_minutes,
                                dist, device)
         if step % args.save_every == 0 or step == stop or out_of_time:
-            save_training_checkpoint(run_dir, step, wrapped, opt, sched, {"mode": mode}, dist, args.keep)
+            save_training_checkpoint(run_dir, step, wrapped, opt, sched, {"mode": mode, "options": options.to_dict()},
+                                     dist, args.keep)
         if out_of_time and step < steps:
             stopped = True
             break

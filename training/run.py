@@ -5,6 +5,7 @@ both import from here, never from each other.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -145,6 +146,8 @@ def save_training_checkpoint(run_dir: Path, step: int, model, opt, sched, meta: 
         state = {"step": step, "model": _unwrap(model).state_dict(), "optimizer": opt.state_dict(),
                  "scheduler": sched.state_dict(), "meta": meta, "world": dist.world}
         torch.save(state, tmp / "state.pt")
+        # the run's options etc. readable without unpickling the state (--resume checks them first)
+        (tmp / "meta.json").write_text(json.dumps(meta, default=str))
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

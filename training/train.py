@@ -32,6 +32,7 @@ from pathlib import Path
 
 from .augment import flip_pixels, mirror_scene   # pure Python, no torch: cheap at start-up
 from .dataset import DatasetError
+from .options import STAGE2_SCOPE, RunOptions, check_resume
 from .run import (Dist, RunLog, TrainError, any_rank, barrier, checkpoint_dirs, fmt_time, hardware,
                   load_training_checkpoint, lr_factor, save_training_checkpoint, seed_all, setup_distributed,
                   to_device, wrap_ddp)
@@ -343,7 +344,9 @@ def train_program(args) -> Path:
     ckpts = checkpoint_dirs(run_dir)
     if ckpts and not args.resume:
         raise TrainError(f"{run_dir} already has checkpoints; pass --resume to continue or pick a new --out.")
+    options = RunOptions.from_args(args)
     if args.resume and ckpts:
+        check_resume(options, ckpts[-1], STAGE2_SCOPE)
         start, meta_in = load_training_checkpoint(ckpts[-1], model, opt, sched, dist, device)
         plan.total, plan.warmup, plan.fixed = meta_in["plan"]
         log(f"resumed from {ckpts[-1]} at step {start} of {plan.total}")
@@ -427,7 +430,7 @@ def train_program(args) -> Path:
             window = []
         out_of_time = args.max_minutes is not None and (time.time() - t_start) > 60 * args.max_minutes
         out_of_time = any_rank(out_of_time, dist, device)
-        meta = {"plan": (plan.total, plan.warmup, plan.fixed), "n_train": n_train}
+        meta = {"plan": (plan.total, plan.warmup, plan.fixed), "n_train": n_train, "options": options.to_dict()}
         if step % args.save_every == 0 or step == stop_step() or out_of_time:
             save_training_checkpoint(run_dir, step, wrapped, opt, sched, meta, dist, args.keep)
         if out_of_time and step < plan.total:
