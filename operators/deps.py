@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..errors import UserError
+
 # Same pins as the project's requirements.txt (a test keeps them equal). numpy is NOT
 # here: Blender bundles it, and it is pinned to Blender's own version during the install.
 RUNTIME_REQUIREMENTS = (
@@ -91,7 +93,7 @@ def _bundled_numpy_constraint() -> str:
     return f"numpy=={numpy.__version__}\n"
 
 
-class InstallError(Exception):
+class InstallError(UserError):
     """pip failed; str() is one sentence with pip's last error line."""
 
 

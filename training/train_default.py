@@ -23,11 +23,13 @@ trainable-tower model and writes ``ROOT/runs/ablations.md``.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from ..atomic import write_text, writing_folder
+from ..errors import UserError
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_DIR = PACKAGE_ROOT / "model" / "default"
@@ -37,7 +39,7 @@ DEFAULT_MODEL_DIR = PACKAGE_ROOT / "model" / "default"
 FINETUNE = {"count": 8000, "steps": 1500, "batch_size": 32, "lr": 3e-4, "mirror": 0.5}
 
 
-class TrainDefaultError(RuntimeError):
+class TrainDefaultError(UserError, RuntimeError):
     """A step failed; the message names it and how to continue."""
 
 
@@ -163,12 +165,6 @@ def evaluate(model: Path, sets: dict[str, Path], out_dir: Path, args) -> dict:
     return summaries
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def add_metrics_to_card(model: Path, summaries: dict, args) -> None:
     from .train import metrics_markdown
     card = (model / "card.md").read_text().split("\n## Metrics")[0].rstrip("\n")
@@ -176,63 +172,53 @@ def add_metrics_to_card(model: Path, summaries: dict, args) -> None:
             "A = CoGenT condition A (as training), B = condition B (cube/cylinder colours swapped); "
             "*_480 = the same seeds at 480x320.")
     card += "\n\n## Metrics\n\n" + sets + "\n\n" + metrics_markdown(summaries) + "\n"
-    _write_atomic(model / "card.md", card)
+    write_text(model / "card.md", card)
 
 
 def install(model: Path, target: Path = DEFAULT_MODEL_DIR) -> None:
     """Copy the model folder to `target`, swapping it in atomically."""
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(model, tmp)
-    old = target.with_name(f".{target.name}.old{os.getpid()}")
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
+    with writing_folder(target) as tmp:
+        shutil.copytree(model, tmp, dirs_exist_ok=True)
     print(f"[train-default] installed {model} -> {target}", flush=True)
 
 
 def main(args) -> int:
     root = Path(args.root).resolve()
     data = root / "data"
-    try:
-        s = args.seed
-        render(data / "trainA", "A", args.train_count, s, "trainA", args.size, args)
-        # the 480x320 sets use the same split names and seeds: the same scenes, rendered larger
-        held_out = {"A": (data / "valA", "A", s + 1, "valA", args.size),
-                    "B": (data / "valB", "B", s + 2, "valB", args.size)}
-        if not args.no_480:
-            held_out["A_480"] = (data / "valA_480", "A", s + 1, "valA", "480x320")
-            held_out["B_480"] = (data / "valB_480", "B", s + 2, "valB", "480x320")
-        for path, cond, seed, split, size in held_out.values():
-            render(path, cond, args.val_count, seed, split, size, args)
-        sets = {name: v[0] for name, v in held_out.items()}
+    s = args.seed
+    render(data / "trainA", "A", args.train_count, s, "trainA", args.size, args)
+    # the 480x320 sets use the same split names and seeds: the same scenes, rendered larger
+    held_out = {"A": (data / "valA", "A", s + 1, "valA", args.size),
+                "B": (data / "valB", "B", s + 2, "valB", args.size)}
+    if not args.no_480:
+        held_out["A_480"] = (data / "valA_480", "A", s + 1, "valA", "480x320")
+        held_out["B_480"] = (data / "valB_480", "B", s + 2, "valB", "480x320")
+    for path, cond, seed, split, size in held_out.values():
+        render(path, cond, args.val_count, seed, split, size, args)
+    sets = {name: v[0] for name, v in held_out.items()}
 
-        model = base = train(root / "runs" / "default", data / "trainA", args)
-        if args.finetune_count > 0:
-            render(data / "trainA2", "A", args.finetune_count, s + 4, "trainA2", args.size, args)
-            model = finetune(root / "runs" / "finetune", model, [data / "trainA", data / "trainA2"], args)
-        summaries = evaluate(model, sets, root / "runs" / "eval" / model.parent.name, args)
-        add_metrics_to_card(model, summaries, args)
-        from .metrics import format_table
-        print(format_table(summaries))
-        if not args.no_install:
-            install(model)
+    model = base = train(root / "runs" / "default", data / "trainA", args)
+    if args.finetune_count > 0:
+        render(data / "trainA2", "A", args.finetune_count, s + 4, "trainA2", args.size, args)
+        model = finetune(root / "runs" / "finetune", model, [data / "trainA", data / "trainA2"], args)
+    summaries = evaluate(model, sets, root / "runs" / "eval" / model.parent.name, args)
+    add_metrics_to_card(model, summaries, args)
+    from .metrics import format_table
+    print(format_table(summaries))
+    if not args.no_install:
+        install(model)
 
-        if args.ablations:
-            vision = root / "runs" / "default" / "stage1" / "vision.safetensors"
-            # same data and budget: the ablations are compared with the model before fine-tuning
-            small = {k: v for k, v in sets.items() if "480" not in k}
-            rows = {"default (head, frozen)": evaluate(base, small, root / "runs" / "eval" / "default", args)}
-            for name, extra in (("char numbers", ["--numbers", "char"]), ("trainable tower", ["--train-vision"])):
-                run = root / "runs" / name.replace(" ", "_")
-                m = train(run, data / "trainA", args, extra, stage="2", vision=vision)
-                rows[name] = evaluate(m, small, root / "runs" / "eval" / run.name, args)
-            _write_atomic(root / "runs" / "ablations.md", ablation_table(rows))
-            print((root / "runs" / "ablations.md").read_text())
-    except TrainDefaultError as err:
-        print(f"ig_llm train-default: {err}", file=sys.stderr)
-        return 1
+    if args.ablations:
+        vision = root / "runs" / "default" / "stage1" / "vision.safetensors"
+        # same data and budget: the ablations are compared with the model before fine-tuning
+        small = {k: v for k, v in sets.items() if "480" not in k}
+        rows = {"default (head, frozen)": evaluate(base, small, root / "runs" / "eval" / "default", args)}
+        for name, extra in (("char numbers", ["--numbers", "char"]), ("trainable tower", ["--train-vision"])):
+            run = root / "runs" / name.replace(" ", "_")
+            m = train(run, data / "trainA", args, extra, stage="2", vision=vision)
+            rows[name] = evaluate(m, small, root / "runs" / "eval" / run.name, args)
+        write_text(root / "runs" / "ablations.md", ablation_table(rows))
+        print((root / "runs" / "ablations.md").read_text())
     return 0
 
 
