@@ -19,18 +19,15 @@ from .errors import UserError
 TEMP_PREFIX = ".ig_llm-tmp-"   # every temp name starts with this (tests look for it)
 
 
-def _writable_folder(folder: Path, what: str) -> None:
-    """`folder` (created if missing) accepts a new file; else one sentence."""
+def _writable_folder(folder: Path, what: str, target: Path) -> None:
+    """`folder` accepts a new file (a probe file is made and removed); else one sentence."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder)
         os.close(fd)
         os.unlink(probe)
-    except FileExistsError:
-        raise UserError(f"The folder {folder} for {what} is a file; choose another path.") from None
     except OSError as err:
-        raise UserError(f"Cannot write {what} in {folder} ({err.strerror or err}); choose a writable "
-                        "folder with free space.") from None
+        raise UserError(f"Cannot write {what} {target}: the folder {folder} is not writable "
+                        f"({err.strerror or err}); choose a writable folder with free space.") from None
 
 
 def check_output(path, what: str = "the output", inputs=(), folder: bool = False) -> Path:
@@ -53,10 +50,7 @@ def check_output(path, what: str = "the output", inputs=(), folder: bool = False
     if not probe.is_dir():
         raise UserError(f"The folder {parent} for {what} cannot be made ({probe} is a file); "
                         "choose another path.")
-    if parent.exists():
-        _writable_folder(parent, what)
-    else:
-        _writable_folder(probe, what)
+    _writable_folder(probe, what, p)
     return p
 
 

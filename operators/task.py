@@ -65,7 +65,7 @@ def check_model_dir(model_dir: str | os.PathLike | None) -> Path:
         raise TaskError("This build of the extension has no shipped model (model/default is missing): "
                         "set a trained model folder in the add-on preferences or the Model field.")
     if not path.is_dir():
-        raise TaskError(f"Model folder not found: {path}. Choose the folder of a trained IG-LLM "
+        raise TaskError(f"Model folder not found: {path}; choose the folder of a trained IG-LLM "
                         "checkpoint (it holds config.json and model.safetensors).")
     missing = [name for name in ("config.json", "model.safetensors") if not (path / name).is_file()]
     if missing:
@@ -80,7 +80,7 @@ def check_image_file(path: str | os.PathLike) -> Path:
         raise TaskError("No image chosen: pick an image file (PNG, JPEG, …) first.")
     p = Path(os.path.expanduser(str(path)))
     if not p.is_file():
-        raise TaskError(f"Image not found: {p}. Check the path and try again.")
+        raise TaskError(f"Image not found: {p}; check the path and try again.")
     if p.stat().st_size == 0:
         raise TaskError(f"The image {p.name} is empty (0 bytes): choose another file.")
     return p

@@ -108,11 +108,11 @@ def default_split(condition: str) -> str:
 def settings_from_args(args) -> dict:
     """The manifest: every setting that changes the dataset's content."""
     if args.count < 1:
-        raise GenerateError(f"--count {args.count} must be at least 1.")
+        raise GenerateError(f"--count {args.count} is too small; pass --count 1 or more.")
     if args.samples < 1:
-        raise GenerateError(f"--samples {args.samples} must be at least 1.")
+        raise GenerateError(f"--samples {args.samples} is too small; pass --samples 1 or more.")
     if args.bounces < 0:
-        raise GenerateError(f"--bounces {args.bounces} must be 0 or more.")
+        raise GenerateError(f"--bounces {args.bounces} is negative; pass --bounces 0 or more.")
     w, h = parse_size(args.size)
     split = args.split or default_split(args.condition)
     if not split.replace("-", "").replace("_", "").isalnum():
@@ -318,7 +318,7 @@ def main(args) -> int:
     settings = settings_from_args(args)
     shard, num_shards = parse_shard(args.shard)
     if args.workers < 1:
-        raise GenerateError(f"--workers {args.workers} must be at least 1.")
+        raise GenerateError(f"--workers {args.workers} is too small; pass --workers 1 or more.")
     out = Path(args.out)
     if args.worker:     # a child of run_workers: the parent prepared the folder
         todo = missing_indices(out, settings, shard_indices(settings["count"], shard, num_shards))

@@ -119,7 +119,7 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     if args.batch_size < 1:
-        raise PredictError("--batch-size must be at least 1.")
+        raise PredictError("--batch-size is too small; pass --batch-size 1 or more.")
     images = collect_images(args.images)
     out = check_output(args.out, "--out", inputs=[i.path or i.pack.path for i in images])
     from ..model.inference import Predictor

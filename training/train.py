@@ -110,6 +110,17 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     _validate(args)
+    out, existed = Path(args.out), Path(args.out).exists()
+    try:
+        return _run(args)
+    except UserError:
+        # a run that failed before writing anything leaves no empty folder behind
+        if not existed and out.is_dir() and not any(p.is_file() for p in out.rglob("*")):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _run(args) -> int:
     if args.stage in ("1", "both"):
         from .pretrain_vision import run_stage1
         vision = run_stage1(args)
@@ -448,8 +459,11 @@ def build_config(args):
         except json.JSONDecodeError:
             overrides[key] = value
     overrides.update(_flag_overrides(args))
+    from ..model.checkpoint import check_config
     try:
-        return make_config(args.preset, **overrides)
+        config = make_config(args.preset, **overrides)
+        check_config(config)
+        return config
     except (KeyError, TypeError, ValueError) as err:
         raise TrainError(f"Cannot build the model config ({err}); check --preset and --set.") from None
 
