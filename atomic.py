@@ -41,7 +41,7 @@ def check_output(path, what: str = "the output", inputs=(), folder: bool = False
         raise UserError(f"{what} {p} is a folder; give a file name.")
     for src in inputs:
         if src is not None and _same(p, Path(src)):
-            raise UserError(f"{what} {p} is also an input; write to another file so the input survives.")
+            raise UserError(f"{what} {p} is also an input; write to another path so the input survives.")
     parent = p if folder else p.parent
     # the nearest existing ancestor must be a folder we can write into
     probe = parent
@@ -124,7 +124,7 @@ def write_json(path, data, indent: int | None = 1) -> Path:
 
 
 @contextlib.contextmanager
-def writing_folder(path):
+def writing_folder(path, fsync: bool = True):
     """``with writing_folder(out) as tmp:`` fill the temp folder `tmp`; on success it
     replaces `out` (an existing folder is swapped out, then deleted), on failure it is
     removed and `out` is as it was."""
@@ -136,7 +136,7 @@ def writing_folder(path):
         raise _fail(path, err) from None
     try:
         yield tmp
-        for f in tmp.rglob("*"):
+        for f in (tmp.rglob("*") if fsync else ()):
             if f.is_file():
                 _fsync(f)
         old = None

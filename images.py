@@ -79,8 +79,7 @@ def _decode(opener, name):
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         if isinstance(err, UserError):
             raise
-        raise ImageError(f"Image file {name} cannot be read ({_short(err)}); the file may be truncated: "
-                         "re-export it.") from None
+        raise ImageError(f"Image file {name} cannot be read ({_short(err)}); re-export it or remove it.") from None
 
 
 def _short(err) -> str:
