@@ -102,6 +102,7 @@ def write_blend(scene, out: Path, *, render: Path | None = None, size=(480, 320)
         render_to(render)
         print(f"Rendered {render}")
     with writing(out) as tmp:
+        tmp.unlink()    # a file already there would make Blender keep a .blend1 backup of it
         bpy.ops.wm.save_as_mainfile(filepath=str(tmp), copy=True, compress=True)
     print(f"Wrote {out} ({len(scene.objects)} objects)")
 
