@@ -104,13 +104,13 @@ def check_config(cfg: IGLLMConfig) -> None:
             raise ValueError(f"{name} is {v!r}, it must be null or a whole number of at least 1")
     if cfg.image_size % cfg.patch_size:
         raise ValueError(f"image_size {cfg.image_size} is not a multiple of patch_size {cfg.patch_size}")
-    if cfg.vision_width % cfg.vision_heads:
+    if cfg.vision_model == "custom" and cfg.vision_width % cfg.vision_heads:
         raise ValueError(f"vision_width {cfg.vision_width} is not divisible by vision_heads {cfg.vision_heads}")
     if cfg.lm_path is None and cfg.lm_hidden % cfg.lm_heads:
         raise ValueError(f"lm_hidden {cfg.lm_hidden} is not divisible by lm_heads {cfg.lm_heads}")
     if cfg.lm_path is None and cfg.lm_kv_heads and cfg.lm_heads % cfg.lm_kv_heads:
         raise ValueError(f"lm_heads {cfg.lm_heads} is not divisible by lm_kv_heads {cfg.lm_kv_heads}")
-    if cfg.lm_max_positions <= cfg.num_image_tokens:
+    if cfg.lm_path is None and cfg.lm_max_positions <= cfg.num_image_tokens:
         raise ValueError(f"lm_max_positions {cfg.lm_max_positions} leaves no room after "
                          f"{cfg.num_image_tokens} image tokens")
     scales = cfg.num_scales

@@ -250,12 +250,8 @@ GENERATE_ARGS = ["--resume", "--count", "4", "--size", "48x32"]
 
 def _generate_manifest(data: Path) -> Path:
     """The manifest `generate` writes for GENERATE_ARGS (the synthetic one has fewer keys)."""
-    import argparse
-
     from ig_llm.training import generate
-    parser = argparse.ArgumentParser()
-    generate.add_arguments(parser)
-    settings = generate.settings_from_args(parser.parse_args([*GENERATE_ARGS, "--out", str(data)]))
+    settings = generate.settings_from_args(_generate_args(data))
     (data / "manifest.json").write_text(json.dumps({**settings, "generator": "ig_llm generate", "version": 1}))
     return data
 
@@ -320,6 +316,15 @@ def test_predict_folder_keeps_the_good_predictions(shared, tmp_path, capsys):
     assert "1 of 3 image(s)" in capsys.readouterr().err
 
 
+def test_parser_is_ascii_and_quotes_short_excerpts():
+    from ig_llm.scene.program import ProgramError, parse
+    with pytest.raises(ProgramError, match="unexpected character"):
+        parse(PROGRAM.replace("2.0", "\u0662.0"))          # an Arabic-Indic digit is not a number
+    with pytest.raises(ProgramError) as exc:
+        parse(PROGRAM.replace("'cube'", "'" + "y" * 5_000_000 + "'"))
+    assert len(str(exc.value)) < 300 and "5000000 characters" in str(exc.value)
+
+
 def test_one_loader_maps_every_mode(tmp_path):
     from ig_llm.images import load_image
     grey16 = Image.fromarray(np.full((8, 8), 32768, np.uint16))
@@ -334,6 +339,25 @@ def test_one_loader_maps_every_mode(tmp_path):
     exif[0x0112] = 6
     Image.new("RGB", (6, 4)).save(tmp_path / "r.jpg", exif=exif)
     assert load_image(tmp_path / "r.jpg").size == (4, 6)
+
+
+def test_generate_accepts_what_a_failed_start_left(tmp_path):
+    """A run that failed at start (disk full) leaves at most empty folders: a rerun accepts them."""
+    from ig_llm.training import generate
+    out = tmp_path / "d"
+    (out / "images").mkdir(parents=True)
+    settings = generate.settings_from_args(_generate_args(out))
+    generate.prepare_out(out, settings, resume=False)
+    assert json.loads((out / "manifest.json").read_text())["count"] == 4
+
+
+def _generate_args(out: Path):
+    import argparse
+
+    from ig_llm.training import generate
+    parser = argparse.ArgumentParser()
+    generate.add_arguments(parser)
+    return parser.parse_args([*GENERATE_ARGS, "--out", str(out)])
 
 
 def test_damaged_latest_training_checkpoint_falls_back(shared, tmp_path, capsys):
