@@ -16,11 +16,9 @@ import threading
 from pathlib import Path
 
 from ..errors import UserError
+# the one loader's limits and file types (importing ..images loads numpy, not PIL)
+from ..images import IMAGE_SUFFIXES as IMAGE_EXTENSIONS, MAX_SIDE  # noqa: F401
 from .deps import RUNTIME_MODULES, install_hint
-
-# An image larger than this is refused before decoding (see ..images; no PIL import here).
-MAX_SIDE = 20_000
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".tga")
 
 # The shipped default model, inside the extension (model/default/).
 SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "model" / "default"

@@ -14,11 +14,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..scene.program import Scene, scene_to_clevr
 from ..atomic import check_output, write_json
 from ..errors import UserError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+from ..images import IMAGE_SUFFIXES
+from ..scene.program import Scene, scene_to_clevr
 
 
 class PredictError(UserError, ValueError):
