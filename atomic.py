@@ -17,6 +17,10 @@ from pathlib import Path
 from .errors import UserError
 
 TEMP_PREFIX = ".ig_llm-tmp-"   # every temp name starts with this (tests look for it)
+# mkstemp/mkdtemp make private (0600/0700) entries; what we keep gets the usual modes.
+# The umask is read once, at import (os.umask has no read-only form and is process-wide).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def _writable_folder(folder: Path, what: str, target: Path) -> None:
@@ -65,6 +69,7 @@ def temp_name(path: Path) -> Path:
     """A fresh temp path beside `path` (same folder, so the rename is atomic)."""
     fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}-", suffix=path.suffix, dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)
     return Path(tmp)
 
 
@@ -132,6 +137,7 @@ def writing_folder(path, fsync: bool = True):
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{path.name}-", dir=path.parent))
+        os.chmod(tmp, 0o777 & ~_UMASK)
     except OSError as err:
         raise _fail(path, err) from None
     try:

@@ -325,6 +325,22 @@ def test_parser_is_ascii_and_quotes_short_excerpts():
     assert len(str(exc.value)) < 300 and "5000000 characters" in str(exc.value)
 
 
+def test_atomic_writes_keep_the_old_file_on_failure_and_usual_modes(tmp_path):
+    from ig_llm import atomic
+    out = tmp_path / "a.json"
+    atomic.write_text(out, "old")
+    with pytest.raises(ZeroDivisionError):
+        with atomic.writing(out) as tmp:
+            tmp.write_text("half")
+            1 / 0
+    with pytest.raises(KeyError):
+        with atomic.writing_folder(tmp_path / "m") as tmp:
+            (tmp / "x").write_text("half")
+            raise KeyError("x")
+    assert out.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["a.json"]
+    assert out.stat().st_mode & 0o777 == 0o666 & ~atomic._UMASK
+
+
 def test_one_loader_maps_every_mode(tmp_path):
     from ig_llm.images import load_image
     grey16 = Image.fromarray(np.full((8, 8), 32768, np.uint16))
