@@ -1,6 +1,7 @@
 """One command line for `python -m ig_llm …` and `blender --background --command ig_llm …`.
 
-Each command lives in its own module, which exposes ``add_arguments(parser)`` and
+Every user-fixable error is a :class:`.errors.UserError`; ``main`` prints it as one
+sentence on stderr and returns 2. Each command lives in its own module, which exposes ``add_arguments(parser)`` and
 ``main(args) -> int``. A module is imported only when its command runs, so `--help` is
 instant and nothing heavy (torch, bpy) loads for commands that do not need it.
 """
@@ -9,6 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from .errors import UserError
 
 # command -> (module relative to this package, one-line help)
 COMMANDS = {
@@ -42,6 +45,12 @@ def command_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
     return parser, module
 
 
+def one_sentence(err: UserError) -> str:
+    """The error's message on one line, ending in a full stop."""
+    text = " ".join(str(err).split())
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -53,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv[1:])
     try:
         return int(module.main(args) or 0)
+    except UserError as err:     # the one place a user's error becomes a sentence and exit 2
+        print(f"{PROG} {argv[0]}: {one_sentence(err)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"{PROG} {argv[0]}: cancelled.", file=sys.stderr)
         return 130

@@ -6,7 +6,6 @@ the reference image and the rebuilt scene can be compared side by side.
 """
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -25,41 +24,39 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from .model.checkpoint import CheckpointError
+    from .images import load_image
     from .model.inference import predict_image
-    from .scene.build_command import _UserError, _check_output, write_blend
+    from .scene.build_command import _check_output, write_blend
 
-    try:
-        out = _check_output(args.out, "--out", ".blend")
-        render = _check_output(args.render, "--render", ".png") if args.render else None
-        # every output path is checked before any work, so a bad one leaves nothing written
-        compare = _check_output(args.compare, "--compare", ".png") if render and args.compare else None
-        start = time.perf_counter()
-        scene, program = predict_image(args.image, model_dir=args.model, device="cpu")
-        seconds = time.perf_counter() - start
-        print(f"Program predicted from {args.image} in {seconds:.2f} s:\n{program}\n")
-        write_blend(scene, out, render=render, samples=args.samples,
-                    collection_name=Path(args.image).stem, source=str(args.image))
-        if compare is not None:
-            side_by_side(Path(args.image), render, compare)
-            print(f"Wrote {compare} (left: reference, right: rebuilt scene)")
-    except (_UserError, CheckpointError, FileNotFoundError, ValueError) as err:
-        print(f"ig_llm demo: {err}", file=sys.stderr)
-        return 2
+    inputs = [args.image]
+    out = _check_output(args.out, "--out", ".blend", inputs)
+    render = _check_output(args.render, "--render", ".png", inputs) if args.render else None
+    # every output path is checked before any work, so a bad one leaves nothing written
+    compare = _check_output(args.compare, "--compare", ".png", inputs) if render and args.compare else None
+    image = load_image(args.image)          # one sentence naming the file if it is unusable
+    start = time.perf_counter()
+    scene, program = predict_image(image, model_dir=args.model, device="cpu")
+    seconds = time.perf_counter() - start
+    print(f"Program predicted from {args.image} in {seconds:.2f} s:\n{program}\n")
+    write_blend(scene, out, render=render, samples=args.samples,
+                collection_name=Path(args.image).stem, source=str(args.image))
+    if compare is not None:
+        side_by_side(Path(args.image), render, compare)
+        print(f"Wrote {compare} (left: reference, right: rebuilt scene)")
     return 0
 
 
 def side_by_side(reference: Path, rendered: Path, out: Path, height: int = 320) -> None:
     """Reference image and the render of the rebuilt scene next to each other (atomic)."""
-    import os
-
     from PIL import Image
 
-    left, right = (Image.open(p).convert("RGB") for p in (reference, rendered))
+    from .atomic import writing
+    from .images import load_image
+
+    left, right = (load_image(p) for p in (reference, rendered))
     left, right = (im.resize((round(im.width * height / im.height), height)) for im in (left, right))
     sheet = Image.new("RGB", (left.width + right.width + 8, height), (255, 255, 255))
     sheet.paste(left, (0, 0))
     sheet.paste(right, (left.width + 8, 0))
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}.png")
-    sheet.save(tmp)
-    os.replace(tmp, out)
+    with writing(out) as tmp:
+        sheet.save(tmp, format="PNG")

@@ -1,13 +1,11 @@
 """Images and programs -> tensors: image preprocessing and the training collate function.
 
-``preprocess_image`` follows the paper (LLaVA ``image_aspect_ratio=pad``): pad to a
-square with the CLIP mean colour, resize, normalise with CLIP's mean/std.
+``preprocess_image`` follows the paper (LLaVA ``image_aspect_ratio=pad``): pad to the
+tower's aspect (a square for the paper) with the CLIP mean colour, resize, normalise.
 ``collate`` builds the text side of a batch; the model inserts the image tokens after
 ``<bos>`` itself (see ``IGLLM.forward``), so everything here is text-indexed.
 """
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,74 +14,9 @@ from ..scene.program import NUM_TOKEN, Scene, format_program
 from ..scene.domain import load_domain
 from .tokenizer import split_pieces
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+from ..images import CLIP_MEAN, ImageError, load_image  # noqa: F401  (ImageError: re-exported)
+
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-MAX_PIXELS = 50_000_000  # refuse bigger images: a 50 MP decode already needs ~150 MB
-
-
-class ImageError(ValueError):
-    """An image that cannot be used; the message names the file and the fix."""
-
-
-def _name(src) -> str:
-    return str(src) if isinstance(src, (str, Path)) else f"<{type(src).__name__}>"
-
-
-def _to_pil(src):
-    from PIL import Image
-
-    if isinstance(src, Image.Image):
-        return src
-    if isinstance(src, np.ndarray):
-        arr = src
-        if arr.ndim == 3 and arr.shape[2] == 1:
-            arr = arr[:, :, 0]
-        if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
-            raise ImageError(f"Image array of shape {arr.shape} is not HxW, HxWx3 or HxWx4; pass an "
-                             "RGB(A) or grey image.")
-        if arr.dtype == np.uint16:
-            arr = (arr.astype(np.float32) / 65535.0 * 255.0 + 0.5).astype(np.uint8)
-        elif np.issubdtype(arr.dtype, np.floating):
-            arr = (np.clip(np.nan_to_num(arr), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-        elif arr.dtype != np.uint8:
-            raise ImageError(f"Image array of dtype {arr.dtype} is not supported; use uint8, uint16 "
-                             "or float in [0, 1].")
-        return Image.fromarray(np.ascontiguousarray(arr))
-    path = Path(src)
-    if not path.is_file():
-        raise ImageError(f"Image file {path} does not exist; check the path.")
-    if path.stat().st_size == 0:
-        raise ImageError(f"Image file {path} is empty; re-export the image.")
-    try:
-        img = Image.open(path)
-    except Exception as err:
-        raise ImageError(f"Image file {path} cannot be read as an image ({type(err).__name__}); "
-                         "use a PNG, JPEG or other common format.") from None
-    return img
-
-
-def _to_rgb(img, src):
-    """Any PIL mode -> 8-bit RGB; alpha is composited over the CLIP mean colour."""
-    from PIL import Image
-
-    mean_rgb = tuple(int(round(m * 255)) for m in CLIP_MEAN)
-    mode = img.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit / 32-bit grey
-        arr = np.asarray(img, dtype=np.float32)
-        top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
-        if mode == "F":
-            top = 1.0 if arr.max(initial=0) <= 1.0 else max(float(arr.max()), 1.0)
-        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(arr, "L").convert("RGB")
-    if mode == "P":
-        img = img.convert("RGBA")
-    elif mode in ("LA", "La", "RGBa", "PA"):
-        img = img.convert("RGBA")
-    if img.mode == "RGBA":
-        bg = Image.new("RGB", img.size, mean_rgb)
-        bg.paste(img.convert("RGB"), mask=img.getchannel("A"))
-        return bg
-    return img.convert("RGB")
 
 
 def image_dims(image_size) -> tuple[int, int]:
@@ -95,26 +28,15 @@ def preprocess_image(img, image_size) -> torch.Tensor:
     """PIL image, file path or numpy array -> normalised FloatTensor [3, height, width].
 
     `image_size` is an int (a square, the paper's) or (width, height) — an IGLLMConfig's
-    ``image_dims``. Accepts RGB, RGBA (composited over the CLIP mean colour), grey, 16-bit
-    and palette images. Pads to the target aspect with the CLIP mean colour (a 3:2 render
-    into a 3:2 tower is not padded at all), then resizes (bicubic).
-    Raises ImageError naming the file for unreadable, empty or enormous images.
+    ``image_dims``. The image is read by :func:`..images.load_image` (every mode to 8-bit
+    RGB, alpha over the CLIP mean colour, EXIF orientation, size checked first; ImageError
+    names the file), padded to the target aspect with the CLIP mean colour (a 3:2 render
+    into a 3:2 tower is not padded at all), then resized (bicubic).
     """
     from PIL import Image
 
-    name = _name(img)
-    pil = _to_pil(img)
-    w, h = pil.size
-    if w == 0 or h == 0:
-        raise ImageError(f"Image {name} has no pixels ({w}x{h}); use a non-empty image.")
-    if w * h > MAX_PIXELS:
-        raise ImageError(f"Image {name} is {w}x{h} pixels, more than the {MAX_PIXELS // 1_000_000} MP "
-                         "limit; downscale it first.")
-    try:
-        rgb = _to_rgb(pil, img)
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ImageError(f"Image {name} cannot be decoded ({err}); the file may be truncated — "
-                         "re-export it.") from None
+    rgb = load_image(img)
+    w, h = rgb.size
     tw, th = image_dims(image_size)
     # the smallest canvas of the target aspect that holds the image
     cw, ch = (w, max(h, round(w * th / tw))) if w * th >= h * tw else (max(w, round(h * tw / th)), h)

@@ -112,7 +112,7 @@ def run_bench(model_dir=None, n_images: int = 20, objects: int = 10, threads: in
 
 def main(args) -> int:
     if args.images < 1 or args.objects < 0:
-        print("bench model: --images must be >= 1 and --objects >= 0.")
-        return 2
+        from ..errors import UserError
+        raise UserError("--images or --objects is out of range; pass --images 1 or more and --objects 0 or more.")
     print(run_bench(args.model_dir, args.images, args.objects, args.threads, args.batch, not args.no_char))
     return 0

@@ -1,9 +1,11 @@
 """Checkpoint folders: ``config.json``, ``model.safetensors``, ``tokenizer.json``, ``card.md``.
 
-``save_checkpoint`` writes into a temporary sibling folder and swaps it in with
-``os.replace``, so a crash never leaves a half-written checkpoint. ``load_checkpoint``
-rebuilds the model from the folder's own config; every problem with a file becomes one
-``CheckpointError`` sentence naming the file and the fix.
+``save_checkpoint`` writes into a temporary sibling folder and swaps it in
+(``atomic.writing_folder``), so a crash never leaves a half-written checkpoint.
+``load_checkpoint`` rebuilds the model from the folder's own config after checking it:
+config values that make no model, weights that do not fit the config, NaN or infinite
+weights; every problem with a file becomes one ``CheckpointError`` sentence naming the
+file and the fix.
 
 What is stored: for models whose LM is built here (the ``tiny`` preset) *everything*,
 vision tower included — the folder is self-contained. For models on top of a local LM
@@ -14,12 +16,13 @@ exist when loading.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
+import math
 from pathlib import Path
 
 from . import compat  # noqa: F401
+
+from ..atomic import writing_folder
+from ..errors import UserError
 
 from .config import IGLLMConfig
 from .igllm import IGLLM, torch_dtype
@@ -29,7 +32,7 @@ FORMAT = "ig_llm-checkpoint-1"
 FILES = ("config.json", "model.safetensors", "tokenizer.json", "card.md")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint folder or file that cannot be used; the message names it and the fix."""
 
 
@@ -75,25 +78,45 @@ def save_checkpoint(model: IGLLM, out_dir, card: dict | str = "") -> Path:
     from safetensors.torch import save_file
 
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with writing_folder(out_dir) as tmp:
         cfg = {"format": FORMAT, "tokenizer": model.tokenizer.kind, "config": model.config.to_dict()}
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
         save_file(checkpoint_state(model), str(tmp / "model.safetensors"), metadata={"format": FORMAT})
         model.tokenizer.save(tmp)
         (tmp / "card.md").write_text(_card_text(card))
-        old = None
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
+
+
+# fields that must be positive whole numbers, and the divisibility the layers need
+_POSITIVE_INTS = ("image_size", "patch_size", "vision_width", "vision_layers", "vision_heads",
+                  "lm_hidden", "lm_layers", "lm_heads", "lm_max_positions", "max_objects")
+
+
+def check_config(cfg: IGLLMConfig) -> None:
+    """ValueError (one clause) for config values no model can be built from."""
+    for name in _POSITIVE_INTS:
+        v = getattr(cfg, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} is {v!r}, it must be a whole number of at least 1")
+    for name in ("lm_kv_heads", "lm_intermediate"):
+        v = getattr(cfg, name)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise ValueError(f"{name} is {v!r}, it must be null or a whole number of at least 1")
+    if cfg.image_size % cfg.patch_size:
+        raise ValueError(f"image_size {cfg.image_size} is not a multiple of patch_size {cfg.patch_size}")
+    if cfg.vision_model == "custom" and cfg.vision_width % cfg.vision_heads:
+        raise ValueError(f"vision_width {cfg.vision_width} is not divisible by vision_heads {cfg.vision_heads}")
+    if cfg.lm_path is None and cfg.lm_hidden % cfg.lm_heads:
+        raise ValueError(f"lm_hidden {cfg.lm_hidden} is not divisible by lm_heads {cfg.lm_heads}")
+    if cfg.lm_path is None and cfg.lm_kv_heads and cfg.lm_heads % cfg.lm_kv_heads:
+        raise ValueError(f"lm_heads {cfg.lm_heads} is not divisible by lm_kv_heads {cfg.lm_kv_heads}")
+    if cfg.lm_path is None and cfg.lm_max_positions <= cfg.num_image_tokens:
+        raise ValueError(f"lm_max_positions {cfg.lm_max_positions} leaves no room after "
+                         f"{cfg.num_image_tokens} image tokens")
+    scales = cfg.num_scales
+    if not isinstance(scales, dict) or not all(
+            isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in scales.values()):
+        raise ValueError("num_scales must map field names to positive numbers")
 
 
 def read_config(ckpt: Path) -> tuple[IGLLMConfig, str]:
@@ -105,10 +128,17 @@ def read_config(ckpt: Path) -> tuple[IGLLMConfig, str]:
         data = json.loads(path.read_text())
         if data.get("format") != FORMAT:
             raise ValueError(f"format is {data.get('format')!r}, expected {FORMAT!r}")
-        return IGLLMConfig.from_dict(data["config"]), data["tokenizer"]
+        config = IGLLMConfig.from_dict(data["config"])
+        check_config(config)
+        return config, data["tokenizer"]
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise CheckpointError(f"Checkpoint file {path} is not a valid IG-LLM config ({err}); "
                               "re-save the checkpoint or restore the file.") from None
+
+
+def _short(err) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def load_checkpoint(ckpt_dir, device: str = "cpu") -> IGLLM:
@@ -139,9 +169,19 @@ def load_checkpoint(ckpt_dir, device: str = "cpu") -> IGLLM:
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"Checkpoint file {weights} is truncated or corrupt ({err}); "
                               "copy it again or re-save the checkpoint.") from None
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())), None)
+    if bad is not None:
+        raise CheckpointError(f"Checkpoint file {weights} holds NaN or infinite weights (in {bad}); the "
+                              "training diverged: use an earlier checkpoint or retrain with a lower --lr.")
     # a built LM has nothing to load; a local LM loads its base weights from lm_path
-    model = IGLLM(config, tokenizer, load_weights=config.lm_path is not None,
-                  load_vision_weights=not any(k.startswith("vision.") for k in state))
+    try:
+        model = IGLLM(config, tokenizer, load_weights=config.lm_path is not None,
+                      load_vision_weights=not any(k.startswith("vision.") for k in state))
+    except (ValueError, TypeError, RuntimeError, AssertionError, ZeroDivisionError) as err:
+        if isinstance(err, UserError):
+            raise
+        raise CheckpointError(f"Checkpoint file {ckpt / 'config.json'} describes a model that cannot be built "
+                              f"({_short(err)}); use the config.json saved with these weights.") from None
     expected = model.state_dict()
     needed = set(expected) - _external_keys(model)
     missing = sorted(needed - set(state))

@@ -3,11 +3,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import UserError
+
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default"
 
 
-class ModelNotFoundError(FileNotFoundError):
+class ModelNotFoundError(UserError, FileNotFoundError):
     """No checkpoint where one was expected."""
+
+
+class DeviceError(UserError, RuntimeError):
+    """A device that this torch cannot use."""
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -16,7 +22,7 @@ def resolve_device(device: str = "auto") -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} was asked for but no CUDA GPU is available; use 'cpu' or 'auto'")
+        raise DeviceError(f"Device {device!r} was asked for but no CUDA GPU is available; use --device cpu or auto.")
     return device
 
 

@@ -9,18 +9,20 @@ in a worker thread; that folder is appended to ``sys.path`` when the add-on regi
 It survives extension updates (it is the *user* folder) and is removed with
 "Remove user data" when uninstalling.
 
-The install is atomic: pip writes into a fresh ``site-packages.partial`` folder, which
-replaces ``site-packages`` only when pip succeeded; a failed or cancelled install leaves
-the previous state untouched.
+The install is atomic: pip writes into a fresh temp folder (``atomic.writing_folder``),
+which replaces ``site-packages`` only when pip succeeded; a failed or cancelled install
+leaves the previous state untouched.
 """
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from ..atomic import writing_folder
+from ..errors import UserError
 
 # Same pins as the project's requirements.txt (a test keeps them equal). numpy is NOT
 # here: Blender bundles it, and it is pinned to Blender's own version during the install.
@@ -91,7 +93,7 @@ def _bundled_numpy_constraint() -> str:
     return f"numpy=={numpy.__version__}\n"
 
 
-class InstallError(Exception):
+class InstallError(UserError):
     """pip failed; str() is one sentence with pip's last error line."""
 
 
@@ -100,57 +102,49 @@ def install(progress, target: str | os.PathLike, requirements=RUNTIME_REQUIREMEN
     """Worker: pip-install `requirements` into `target` atomically. Returns `target`.
 
     `progress` is a :class:`..jobs.Progress`; cancelling stops pip and removes the
-    partial folder, leaving `target` as it was.
+    temp folder, leaving `target` as it was.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
         fh.write(_bundled_numpy_constraint())
         constraints = fh.name
-    cmd = pip_command(partial, requirements, python=python, find_links=find_links,
-                      no_index=no_index, constraints=constraints)
-    env = dict(os.environ, PYTHONNOUSERSITE="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
-    progress(0.01, "Starting pip")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, bufsize=1)
-    lines: list[str] = []
-    total = max(1, len(requirements))
-    seen = 0
-    try:
-        for line in proc.stdout:
-            line = line.rstrip()
-            if not line:
-                continue
-            lines.append(line)
-            if line.startswith("Collecting"):
-                seen += 1
-            # pip also collects dependencies, so the fraction is a rough guide only
-            fraction = 0.85 * min(1.0, seen / (total * 3))
-            if line.startswith("Installing collected"):
-                fraction = 0.9
-            progress(fraction, line[:120])
-        code = proc.wait()
-    except BaseException:  # Cancelled or anything else: stop pip, leave no half install
-        proc.kill()
-        proc.wait()
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    finally:
-        os.unlink(constraints)
-    if code != 0:
-        shutil.rmtree(partial, ignore_errors=True)
-        errors = [ln for ln in lines if "ERROR" in ln or "No module named pip" in ln] or lines[-1:]
-        reason = errors[-1].strip() if errors else f"exit status {code}"
-        raise InstallError(f"Installing the model runtime failed ({reason}): check the internet "
-                           "connection and free disk space, then click Install again.")
-    progress(0.95, "Finishing")
-    old = target.with_name(target.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(partial, target)
-    shutil.rmtree(old, ignore_errors=True)
+    # pip fills a temp folder that replaces `target` only when it succeeded (any failure or
+    # a cancel removes it); no fsync of thousands of wheel files: a rerun repairs a crash
+    with writing_folder(target, fsync=False) as partial:
+        cmd = pip_command(partial, requirements, python=python, find_links=find_links,
+                          no_index=no_index, constraints=constraints)
+        env = dict(os.environ, PYTHONNOUSERSITE="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+        progress(0.01, "Starting pip")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=env, bufsize=1)
+        lines: list[str] = []
+        total = max(1, len(requirements))
+        seen = 0
+        try:
+            for line in proc.stdout:
+                line = line.rstrip()
+                if not line:
+                    continue
+                lines.append(line)
+                if line.startswith("Collecting"):
+                    seen += 1
+                # pip also collects dependencies, so the fraction is a rough guide only
+                fraction = 0.85 * min(1.0, seen / (total * 3))
+                if line.startswith("Installing collected"):
+                    fraction = 0.9
+                progress(fraction, line[:120])
+            code = proc.wait()
+        except BaseException:  # Cancelled or anything else: stop pip, leave no half install
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            os.unlink(constraints)
+        if code != 0:
+            errors = [ln for ln in lines if "ERROR" in ln or "No module named pip" in ln] or lines[-1:]
+            reason = errors[-1].strip() if errors else f"exit status {code}"
+            raise InstallError(f"Installing the model runtime failed ({reason}): check the internet "
+                               "connection and free disk space, then click Install again.")
+        progress(0.95, "Finishing")
     progress(1.0, "Installed")
     return str(target)

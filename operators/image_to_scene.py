@@ -15,6 +15,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
+from ..errors import UserError
 from ..jobs import Job, JobState
 from ..scene.program import ProgramError
 from . import apply, task
@@ -41,10 +42,10 @@ def _tag_redraw(context) -> None:
 
 def _error_sentence(job: Job) -> str:
     err = job.error
-    if isinstance(err, task.TaskError):
-        return str(err)
     if isinstance(err, ProgramError):
         return f"The model wrote a program that cannot be built ({err}): try another model or image."
+    if isinstance(err, UserError):
+        return str(err)
     if isinstance(err, MemoryError):
         return "Out of memory while running the model: choose a smaller image or the CPU device."
     return (f"Image to Scene failed ({err.__class__.__name__}: {err}); the scene was not changed. "
@@ -96,7 +97,7 @@ class IMPORT_SCENE_OT_image_to_scene(bpy.types.Operator, ImportHelper):
 
     # -- main-thread checks, then the job ------------------------------------------------
     def _request(self, context) -> dict:
-        """Check everything cheap before a job starts; raises task.TaskError."""
+        """Check everything cheap before a job starts; raises a UserError."""
         task.check_runtime()
         prefs = _prefs(context)
         model_dir = self.model_dir or (prefs.model_dir if prefs else "")
@@ -119,7 +120,7 @@ class IMPORT_SCENE_OT_image_to_scene(bpy.types.Operator, ImportHelper):
             return {"CANCELLED"}
         try:
             req = self._request(context)
-        except task.TaskError as exc:
+        except UserError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         self._req = req
@@ -171,7 +172,7 @@ class IMPORT_SCENE_OT_image_to_scene(bpy.types.Operator, ImportHelper):
             return self._stop(context, {"CANCELLED"})
         if job.state is JobState.FAILED:
             state.status = "Failed"
-            if not isinstance(job.error, task.TaskError):
+            if not isinstance(job.error, UserError):
                 print(job.error_traceback)
             self.report({"ERROR"}, _error_sentence(job))
             return self._stop(context, {"CANCELLED"})

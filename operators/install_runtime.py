@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import bpy
 
+from ..errors import UserError
 from ..jobs import Job, JobState
 from . import deps
 from .image_to_scene import ACTIVE, _tag_redraw
@@ -80,7 +81,7 @@ class IG_LLM_OT_install_runtime(bpy.types.Operator):
             self.report({"WARNING"}, "Installing the model runtime was cancelled; nothing was changed.")
             return {"CANCELLED"}
         state.install_status = "Failed"
-        msg = str(job.error) if isinstance(job.error, deps.InstallError) else (
+        msg = str(job.error) if isinstance(job.error, UserError) else (
             f"Installing the model runtime failed ({job.error.__class__.__name__}: {job.error}).")
         self.report({"ERROR"}, msg)
         return {"CANCELLED"}

@@ -1,8 +1,8 @@
 """Image -> scene program, the part that runs in the worker thread. No bpy here.
 
 The checks a user's input can fail (runtime missing, model folder missing or corrupt,
-image missing/unreadable/empty/enormous) raise :class:`TaskError` with one sentence
-naming the problem and the fix; the operator shows that sentence with ``self.report``.
+image missing/unreadable/empty/enormous) raise a :class:`..errors.UserError` (TaskError,
+ImageError, CheckpointError) with one sentence naming the problem and the fix; the operator shows that sentence with ``self.report``.
 The cheap checks (:func:`check_runtime`, :func:`check_model_dir`, :func:`check_image_file`)
 run on the main thread before a job starts, so the user hears about a typo at once;
 :func:`infer` repeats what only the worker can find out (decoding the whole image,
@@ -15,19 +15,16 @@ import os
 import threading
 from pathlib import Path
 
+from ..errors import UserError
+# the one loader's limits and file types (importing ..images loads numpy, not PIL)
+from ..images import IMAGE_SUFFIXES as IMAGE_EXTENSIONS, MAX_SIDE  # noqa: F401
 from .deps import RUNTIME_MODULES, install_hint
-
-# An image larger than this is refused before decoding: the model sees it at a few
-# hundred pixels anyway, and decoding a 20k x 20k photo would take GBs of memory.
-MAX_SIDE = 12_000
-MAX_PIXELS = 60_000_000
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".tga")
 
 # The shipped default model, inside the extension (model/default/).
 SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "model" / "default"
 
 
-class TaskError(Exception):
+class TaskError(UserError):
     """A problem the user can fix; str() is the one sentence to show them."""
 
 
@@ -66,7 +63,7 @@ def check_model_dir(model_dir: str | os.PathLike | None) -> Path:
         raise TaskError("This build of the extension has no shipped model (model/default is missing): "
                         "set a trained model folder in the add-on preferences or the Model field.")
     if not path.is_dir():
-        raise TaskError(f"Model folder not found: {path}. Choose the folder of a trained IG-LLM "
+        raise TaskError(f"Model folder not found: {path}; choose the folder of a trained IG-LLM "
                         "checkpoint (it holds config.json and model.safetensors).")
     missing = [name for name in ("config.json", "model.safetensors") if not (path / name).is_file()]
     if missing:
@@ -81,7 +78,7 @@ def check_image_file(path: str | os.PathLike) -> Path:
         raise TaskError("No image chosen: pick an image file (PNG, JPEG, …) first.")
     p = Path(os.path.expanduser(str(path)))
     if not p.is_file():
-        raise TaskError(f"Image not found: {p}. Check the path and try again.")
+        raise TaskError(f"Image not found: {p}; check the path and try again.")
     if p.stat().st_size == 0:
         raise TaskError(f"The image {p.name} is empty (0 bytes): choose another file.")
     return p
@@ -91,45 +88,19 @@ def check_image_file(path: str | os.PathLike) -> Path:
 # worker side
 # ---------------------------------------------------------------------------------------
 def load_image(source, name: str = "image"):
-    """A path or an (H, W, 3|4) float/uint8 array (top row first) -> RGB PIL image.
-
-    Refuses unreadable, empty and enormous images with a :class:`TaskError`.
-    """
-    from PIL import Image, UnidentifiedImageError
+    """A path or an (H, W, 3|4) float/uint8 array (top row first) -> RGB PIL image, by the
+    one loader every door uses (``..images``); unusable images raise its ImageError."""
+    from ..images import load_image as load
 
     if isinstance(source, (str, os.PathLike)):
         p = check_image_file(source)
-        name = p.name
-        try:
-            with Image.open(p) as im:
-                w, h = im.size  # header only: nothing decoded yet
-                _check_size(w, h, name)
-                im.load()
-                return im.convert("RGB")
-        except TaskError:
-            raise
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-            raise TaskError(f"Cannot read the image {name} ({exc.__class__.__name__}: {exc}): "
-                            "save it as PNG or JPEG and try again.") from None
-    import numpy as np
-
-    arr = np.asarray(source)
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise TaskError(f"The image {name} has no usable pixels (shape {arr.shape}): "
-                        "reload it or pick an image file.")
-    _check_size(arr.shape[1], arr.shape[0], name)
-    if arr.dtype != np.uint8:
-        arr = (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    return Image.fromarray(np.ascontiguousarray(arr[:, :, :3]), "RGB")
+        return load(p, name=p.name)
+    return load(source, name)
 
 
 def _check_size(width: int, height: int, name: str) -> None:
-    if width <= 0 or height <= 0:
-        raise TaskError(f"The image {name} is empty ({width} x {height} pixels): choose another image.")
-    if max(width, height) > MAX_SIDE or width * height > MAX_PIXELS:
-        raise TaskError(f"The image {name} is too large ({width} x {height} pixels; at most "
-                        f"{MAX_SIDE} per side and {MAX_PIXELS // 1_000_000} megapixels): "
-                        "scale it down and try again.")
+    from ..images import check_size
+    check_size(width, height, name)
 
 
 _PREDICTORS: dict = {}
@@ -138,7 +109,6 @@ _PREDICTORS_LOCK = threading.Lock()
 
 def get_predictor(model_dir: Path, device: str = "auto", threads: int = 0):
     """Load (once per folder/device/threads and checkpoint file time) and cache a Predictor."""
-    from ..model.checkpoint import CheckpointError
     from ..model.inference import Predictor
 
     weights = model_dir / "model.safetensors"
@@ -146,14 +116,8 @@ def get_predictor(model_dir: Path, device: str = "auto", threads: int = 0):
     with _PREDICTORS_LOCK:
         predictor = _PREDICTORS.get(key)
         if predictor is None:
-            try:
-                predictor = Predictor(model_dir=str(model_dir), device=device, threads=threads or None)
-            except CheckpointError as exc:
-                raise TaskError(f"The model in {model_dir} cannot be loaded ({exc}): "
-                                "choose another model folder or retrain it.") from None
-            except FileNotFoundError as exc:
-                raise TaskError(f"The model in {model_dir} is incomplete ({exc}): "
-                                "choose another model folder.") from None
+            # a CheckpointError is a UserError: its sentence names the file and the fix
+            predictor = Predictor(model_dir=str(model_dir), device=device, threads=threads or None)
             _PREDICTORS.clear()  # keep one model in memory, not one per folder ever used
             _PREDICTORS[key] = predictor
     return predictor

@@ -6,16 +6,13 @@ stderr; nothing is written then (files are written to a temp name and renamed).
 """
 from __future__ import annotations
 
-import os
 import re
-import sys
 from pathlib import Path
 
+from ..atomic import check_output, writing
+from ..errors import UserError
+
 MAX_SIDE, MAX_SAMPLES = 8192, 4096
-
-
-class _UserError(Exception):
-    """A problem with the command's input; its message is the one sentence shown."""
 
 
 def add_arguments(parser) -> None:
@@ -31,22 +28,20 @@ def add_arguments(parser) -> None:
 def _parse_size(text: str) -> tuple[int, int]:
     m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text or "")
     if not m:
-        raise _UserError(f"--size {text!r} is not WIDTHxHEIGHT; use e.g. --size 480x320.")
+        raise UserError(f"--size {text!r} is not WIDTHxHEIGHT; use e.g. --size 480x320.")
     w, h = int(m.group(1)), int(m.group(2))
     if not (16 <= w <= MAX_SIDE and 16 <= h <= MAX_SIDE):
-        raise _UserError(f"--size {w}x{h} is out of range; each side must be 16 to {MAX_SIDE} pixels.")
+        raise UserError(f"--size {w}x{h} is out of range; each side must be 16 to {MAX_SIDE} pixels.")
     return w, h
 
 
-def _check_output(path: str, flag: str, suffix: str) -> Path:
+def _check_output(path: str, flag: str, suffix: str, inputs=()) -> Path:
     p = Path(path).expanduser().resolve()
     if p.suffix.lower() != suffix:
-        raise _UserError(f"{flag} {path} must end in {suffix}; give a file name like scene{suffix}.")
+        raise UserError(f"{flag} {path} must end in {suffix}; give a file name like scene{suffix}.")
     if not p.parent.is_dir():
-        raise _UserError(f"The folder {p.parent} for {flag} does not exist; create it or pick another path.")
-    if p.is_dir():
-        raise _UserError(f"{flag} {p} is a folder; give a file name ending in {suffix}.")
-    return p
+        raise UserError(f"The folder {p.parent} for {flag} does not exist; create it or pick another path.")
+    return check_output(p, flag, inputs=inputs)
 
 
 def _read_program(path: str):
@@ -54,30 +49,32 @@ def _read_program(path: str):
 
     p = Path(path)
     if not p.is_file():
-        raise _UserError(f"Program file {path} does not exist; give the path of a text file with add(...) lines.")
+        raise UserError(f"Program file {path} does not exist; give the path of a text file with add(...) lines.")
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise _UserError(f"Cannot read program file {path} as UTF-8 text ({err.__class__.__name__}); "
+        raise UserError(f"Cannot read program file {path} as UTF-8 text ({err.__class__.__name__}); "
                          f"save it as plain text.") from None
     try:
         scene = parse(text)
     except ProgramError as err:
-        raise _UserError(f"{path}: {str(err).rstrip('.')}; fix that line and run again.") from None
+        raise UserError(f"{path}: {str(err).rstrip('.')}; fix that line and run again.") from None
     if not scene.objects:
-        raise _UserError(f"Program file {path} has no add(...) lines; write one line per object.")
+        raise UserError(f"Program file {path} has no add(...) lines; write one line per object.")
     return scene
 
 
 def run(args) -> None:
-    """The command without its error handling; raises _UserError on bad input."""
+    """The command; raises UserError on bad input (cli.main turns it into one sentence)."""
     width, height = _parse_size(args.size)
     if not (1 <= args.samples <= MAX_SAMPLES):
-        raise _UserError(f"--samples {args.samples} is out of range; use 1 to {MAX_SAMPLES}.")
+        raise UserError(f"--samples {args.samples} is out of range; use 1 to {MAX_SAMPLES}.")
     if args.no_stage and args.render:
-        raise _UserError("--render needs the camera and lamps, so it cannot be combined with --no-stage; drop one.")
-    out = _check_output(args.out, "--out", ".blend")
-    render = _check_output(args.render, "--render", ".png") if args.render else None
+        raise UserError("--render needs the camera and lamps, so it cannot be combined with --no-stage; drop one.")
+    out = _check_output(args.out, "--out", ".blend", inputs=[args.program])
+    render = _check_output(args.render, "--render", ".png", inputs=[args.program]) if args.render else None
+    if render is not None and render == out:
+        raise UserError(f"--render and --out are the same file {out}; give two different names.")
     scene = _read_program(args.program)       # parsed and checked before Blender is touched
 
     write_blend(scene, out, render=render, size=(width, height), samples=args.samples,
@@ -97,27 +94,19 @@ def write_blend(scene, out: Path, *, render: Path | None = None, size=(480, 320)
     try:
         build_scene(scene, collection_name=collection_name)
     except ProgramError as err:
-        raise _UserError(f"{source}: {str(err).rstrip('.')}; fix the program and run again.") from None
+        raise UserError(f"{source}: {str(err).rstrip('.')}; fix the program and run again.") from None
     if stage:
         setup_stage()
         configure_render(size[0], size[1], samples)
     if render is not None:
         render_to(render)
         print(f"Rendered {render}")
-    tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}.blend")
-    try:
+    with writing(out) as tmp:
+        tmp.unlink()    # a file already there would make Blender keep a .blend1 backup of it
         bpy.ops.wm.save_as_mainfile(filepath=str(tmp), copy=True, compress=True)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     print(f"Wrote {out} ({len(scene.objects)} objects)")
 
 
 def main(args) -> int:
-    try:
-        run(args)
-    except _UserError as err:
-        print(f"ig_llm build: {err}", file=sys.stderr)
-        return 2
+    run(args)
     return 0

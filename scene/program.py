@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
 
+from ..errors import UserError, excerpt
 from .domain import ATTRIBUTES, Domain, load_domain
 
 NUM_TOKEN = "<num>"          # the numeric head's placeholder, one per number
@@ -27,7 +28,7 @@ PROMPT = "What Python Blender code could be used to produce the scene?"
 DEFAULT_CAMERA = (7.4811, -6.5076, 5.3437)
 
 
-class ProgramError(ValueError):
+class ProgramError(UserError, ValueError):
     """A program that cannot be parsed or names something the domain does not know."""
 
     def __init__(self, message: str, line: int | None = None, column: int | None = None):
@@ -147,7 +148,7 @@ _TOKEN_RE = re.compile(r"""
   | (?P<name>[A-Za-z_][A-Za-z_0-9]*)
   | (?P<str>'[^'\n]*'|"[^"\n]*")
   | (?P<punct>[(),=])
-""", re.VERBOSE)
+""", re.VERBOSE | re.ASCII)   # ASCII: "١٢" is not a number, "ｘ" is not a name
 
 _FENCE_RE = re.compile(r"^\s*```\s*(python|py)?\s*$")
 
@@ -160,7 +161,8 @@ class _Line:
         while pos < len(text):
             m = _TOKEN_RE.match(text, pos)
             if not m:
-                raise ProgramError(f"unexpected character {text[pos]!r}", lineno, pos + 1)
+                raise ProgramError(f"unexpected character {text[pos]!r} (expected ASCII names, digits, "
+                                   "quotes, '(', ')', ',' or '=')", lineno, pos + 1)
             if m.lastgroup != "ws":
                 self.tokens.append((m.lastgroup, m.group(), pos + 1))
             pos = m.end()
@@ -174,7 +176,7 @@ class _Line:
         tok = self.peek()
         if tok[0] != kind or (value is not None and tok[1] != value):
             want = expected or (repr(value) if value else kind)
-            found = "end of line" if tok[0] == "eol" else repr(tok[1])
+            found = "end of line" if tok[0] == "eol" else excerpt(tok[1])
             raise ProgramError(f"expected {want}, found {found}", self.lineno, tok[2])
         self.i += 1
         return tok
@@ -223,7 +225,7 @@ def _parse_add(ln: _Line, domain: Domain, queue) -> SceneObject:
         first = False
         kind, name, col = ln.take("name", expected="an attribute name")
         if name not in FIELD_ORDER:
-            raise ProgramError(f"unknown attribute {name!r} (expected one of {', '.join(FIELD_ORDER)})",
+            raise ProgramError(f"unknown attribute {excerpt(name)} (expected one of {', '.join(FIELD_ORDER)})",
                                ln.lineno, col)
         if name in fields:
             raise ProgramError(f"attribute {name!r} given twice (expected each attribute once)", ln.lineno, col)
@@ -241,7 +243,7 @@ def _parse_add(ln: _Line, domain: Domain, queue) -> SceneObject:
     ln.take("punct", ")", expected="')'")
     tok = ln.peek()
     if tok[0] != "eol":
-        raise ProgramError(f"expected end of line after ')', found {tok[1]!r}", ln.lineno, tok[2])
+        raise ProgramError(f"expected end of line after ')', found {excerpt(tok[1])}", ln.lineno, tok[2])
     missing = [f for f in FIELD_ORDER[:5] if f not in fields]
     if missing:
         raise ProgramError(f"add(...) is missing {', '.join(missing)} (expected shape, color, material, size and loc)", ln.lineno, 1)
@@ -254,7 +256,7 @@ def _parse_word(ln: _Line, attr: str, domain: Domain) -> str:
     try:
         return domain.canonical(attr, raw[1:-1])
     except KeyError:
-        raise ProgramError(f"unknown {attr} {raw} (expected one of {', '.join(domain.all_words(attr))})",
+        raise ProgramError(f"unknown {attr} {excerpt(raw[1:-1])} (expected one of {', '.join(domain.all_words(attr))})",
                            ln.lineno, col) from None
 
 

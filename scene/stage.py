@@ -205,17 +205,16 @@ def configure_render(width: int, height: int, samples: int, *, denoise: bool = F
 def render_to(path: str | os.PathLike, scene: bpy.types.Scene | None = None) -> str:
     """Render the scene's camera view to a PNG at `path`, atomically (temp file + rename)."""
     scene = scene or bpy.context.scene
+    from ..atomic import writing
+
     path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}.png"
     old = scene.render.filepath
-    scene.render.filepath = tmp
     try:
-        bpy.ops.render.render(write_still=True, scene=scene.name)
-        if not os.path.isfile(tmp):
-            raise RuntimeError(f"Blender did not write the render to {tmp}")
-        os.replace(tmp, path)
+        with writing(path) as tmp:
+            scene.render.filepath = str(tmp)
+            bpy.ops.render.render(write_still=True, scene=scene.name)
+            if not os.path.getsize(tmp):
+                raise RuntimeError(f"Blender did not write the render to {tmp}")
     finally:
         scene.render.filepath = old
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path

@@ -137,8 +137,8 @@ def _png(path, size=(32, 24)):
 @pytest.mark.parametrize("case, expected", [
     ("missing", "Image not found"),
     ("empty", "is empty (0 bytes)"),
-    ("unreadable", "Cannot read the image"),
-    ("truncated", "Cannot read the image"),
+    ("unreadable", "cannot be read"),
+    ("truncated", "cannot be read"),
     ("enormous", "is too large"),
 ])
 def test_bad_images(tmp_path, fake_model, case, expected):
@@ -175,6 +175,7 @@ def test_load_image_accepts_datablock_pixels():
     import numpy as np
 
     arr = np.zeros((4, 6, 4), np.float32)
+    arr[:, :, 3] = 1.0  # opaque (transparent pixels become the model's background colour)
     arr[0, :, 0] = 1.0  # top row red
     im = task.load_image(arr)
     assert im.size == (6, 4) and im.getpixel((0, 0)) == (255, 0, 0) and im.getpixel((0, 3)) == (0, 0, 0)
@@ -281,7 +282,7 @@ def test_installer_installs_offline_into_target_and_fails_cleanly(tmp_path):
     assert job.wait(120), "pip did not finish"
     assert job.state is JobState.DONE, job.error
     assert (target / "igtinydep" / "__init__.py").is_file()
-    assert not list(target.parent.glob("*.partial"))
+    assert [p.name for p in target.parent.iterdir()] == ["site-packages"]   # no temp folder left
     try:
         assert deps.add_to_sys_path(target) and sys.path[-1] == str(target)
         import igtinydep
@@ -375,7 +376,7 @@ def test_corrupt_checkpoint(tmp_path, standin_model):
     _png(img)
     before = snapshot()
     msg = _run_import(filepath=str(img), model_dir=str(bad))
-    assert "cannot be loaded" in msg and str(bad) in msg, msg
+    assert "is truncated or corrupt" in msg and str(bad) in msg, msg
     assert snapshot() == before
     assert (bad / "model.safetensors").read_bytes() == b"\x00garbage" * 100  # files untouched
 

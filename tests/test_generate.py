@@ -119,21 +119,32 @@ def _args(out, **kw):
     return Namespace(**base)
 
 
+def _main(args) -> int:
+    """generate.main under cli.main's contract: a UserError is one sentence and exit 2."""
+    from ig_llm.cli import one_sentence
+    from ig_llm.errors import UserError
+    try:
+        return generate.main(args)
+    except UserError as err:
+        print(f"ig_llm generate: {one_sentence(err)}", file=sys.stderr)
+        return 2
+
+
 def test_clear_errors(tmp_path, capsys):
-    assert generate.main(_args(tmp_path / "a", size="64by48")) == 2
+    assert _main(_args(tmp_path / "a", size="64by48")) == 2
     assert "WxH" in capsys.readouterr().err
-    assert generate.main(_args(tmp_path / "a", shard="3/3")) == 2
+    assert _main(_args(tmp_path / "a", shard="3/3")) == 2
     assert "0 <= i < n" in capsys.readouterr().err
     assert not (tmp_path / "a").exists()
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "x.txt").write_text("mine")
-    assert generate.main(_args(tmp_path / "b", resume=True)) == 2
+    assert _main(_args(tmp_path / "b", resume=True)) == 2
     assert "no manifest.json" in capsys.readouterr().err
     assert (tmp_path / "b" / "x.txt").read_text() == "mine" and len(list((tmp_path / "b").iterdir())) == 1
     # a dataset with other settings is refused on --resume
     settings = generate.settings_from_args(_args(tmp_path / "c"))
     generate.prepare_out(tmp_path / "c", settings, resume=False)
-    assert generate.main(_args(tmp_path / "c", resume=True, samples=8)) == 2
+    assert _main(_args(tmp_path / "c", resume=True, samples=8)) == 2
     assert "samples=4 there but 8 now" in capsys.readouterr().err
     # a larger --count extends the dataset (image i does not depend on it); a smaller one is refused
     generate.prepare_out(tmp_path / "c", dict(settings, count=9), resume=True)

@@ -93,7 +93,7 @@ def test_preprocess_accepts_modes_and_pads_with_clip_mean(tmp_path):
 
 
 def test_preprocess_errors_name_the_file(tmp_path, monkeypatch):
-    from ig_llm.model import batching
+    from ig_llm import images
     from PIL import Image
 
     missing = tmp_path / "nope.png"
@@ -109,7 +109,7 @@ def test_preprocess_errors_name_the_file(tmp_path, monkeypatch):
         preprocess_image(junk, 32)
     big = tmp_path / "big.png"
     Image.new("RGB", (100, 100)).save(big)
-    monkeypatch.setattr(batching, "MAX_PIXELS", 5000)
+    monkeypatch.setattr(images, "MAX_PIXELS", 5000)
     with pytest.raises(ImageError, match="big.png.*downscale"):
         preprocess_image(big, 32)
     trunc = tmp_path / "trunc.png"

@@ -20,13 +20,16 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+from ..atomic import check_output, writing
+from ..errors import UserError
+
 ROOT = Path(__file__).resolve().parent.parent
 # Paths that must never reach users (checked after the build, so a manifest typo fails loudly).
 FORBIDDEN_PREFIXES = ("tests/", "docs/", "data/", "runs/", "dist/", ".venv/", ".git/")
 
 
-class PackageError(Exception):
-    pass
+class PackageError(UserError):
+    """The zip cannot be built; the message names the file and the fix."""
 
 
 def find_blender_ext() -> Path:
@@ -48,16 +51,23 @@ def find_blender_ext() -> Path:
     return Path(sorted(candidates)[0])
 
 
-def manifest() -> dict:
-    with open(ROOT / "blender_manifest.toml", "rb") as fh:
-        return tomllib.load(fh)
+def manifest(source: Path = ROOT) -> dict:
+    path = Path(source) / "blender_manifest.toml"
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise PackageError(f"{path} cannot be read ({err}); restore it from the repository.") from None
 
 
 def build(out_dir: str | os.PathLike, source: str | os.PathLike = ROOT, python: str | None = None) -> Path:
     """Build and validate the zip; returns its path in `out_dir`."""
-    source, out_dir = Path(source), Path(out_dir)
+    source, out_dir = Path(source), check_output(out_dir, "--out", folder=True)
+    if not (source / "blender_manifest.toml").is_file():
+        raise PackageError(f"{source} has no blender_manifest.toml; run `ig_llm package` from an "
+                           "intact copy of the extension.")
     tool = find_blender_ext()
-    meta = manifest()
+    meta = manifest(source)
     name = f"{meta['id']}-{meta['version']}.zip"
     out_dir.mkdir(parents=True, exist_ok=True)
     python = python or sys.executable
@@ -80,7 +90,8 @@ def build(out_dir: str | os.PathLike, source: str | os.PathLike = ROOT, python: 
         if proc.returncode != 0:
             raise PackageError(f"the built zip does not validate: {proc.stdout.strip()} {proc.stderr.strip()}")
         final = out_dir / name
-        os.replace(built, final)
+        with writing(final) as tmp:
+            os.replace(built, tmp)
     return final
 
 
@@ -90,11 +101,7 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    try:
-        path = build(args.out, args.source)
-    except PackageError as exc:
-        print(f"ig_llm package: {exc}", file=sys.stderr)
-        return 1
+    path = build(args.out, args.source)
     with zipfile.ZipFile(path) as zf:
         files = zf.namelist()
     model = [f for f in files if f.startswith("model/default/")]

@@ -85,11 +85,11 @@ def mirror_folder(src, dst) -> int:
     renamed at the end, so a failure leaves no `dst`. Returns the number of images.
     Raises ValueError / FileNotFoundError / FileExistsError with one sentence and the fix."""
     import json
-    import os
-    import shutil
     from pathlib import Path
 
     from PIL import Image, ImageOps
+
+    from ..atomic import writing_folder
 
     src, dst = Path(src), Path(dst)
     scenes_path = src / "scenes.json"
@@ -104,8 +104,7 @@ def mirror_folder(src, dst) -> int:
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"{scenes_path} is not a readable scenes file ({type(err).__name__}: {err}); "
                          "render the folder again with ig_llm generate") from None
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    try:
+    with writing_folder(dst) as tmp:
         (tmp / "images").mkdir(parents=True)
         for rec in records:
             path = src / "images" / rec["image_filename"]
@@ -116,10 +115,6 @@ def mirror_folder(src, dst) -> int:
                 raise ValueError(f"image {path} cannot be read ({err}); re-render it or drop it from "
                                  "scenes.json") from None
         (tmp / "scenes.json").write_text(json.dumps(dict(scenes, scenes=mirrored)))
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, dst)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return len(records)
 
 

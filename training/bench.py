@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from ..errors import UserError
+
 TARGETS = {
     "render": ("training.bench_render", "seconds per image / images per second of dataset renders"),
     "model": ("model.bench", "speed of the IG-LLM model"),
@@ -27,9 +29,8 @@ def main(args) -> int:
     try:
         module = importlib.import_module(f"{root}.{module_name}")
     except ImportError as err:
-        print(f"ig_llm bench {args.target}: cannot run here ({err}); install the missing package or "
-              f"use the environment that has it.")
-        return 2
+        raise UserError(f"bench {args.target} cannot run here ({err}); install the missing package or "
+                        "use the environment that has it.") from None
     parser = argparse.ArgumentParser(prog=f"ig_llm bench {args.target}", description=hlp)
     module.add_arguments(parser)
     return int(module.main(parser.parse_args(args.options)) or 0)

@@ -31,6 +31,9 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from ..atomic import check_output, writing
+from ..errors import UserError
+from ..images import load_image
 from ..scene.program import DEFAULT_CAMERA, Scene, scene_from_clevr
 
 PACK_FORMAT = "ig_llm-pack-1"
@@ -40,7 +43,7 @@ KEEP_SCENE_KEYS = ("image_filename", "image_index", "split", "condition", "camer
 KEEP_OBJECT_KEYS = ("shape", "size", "material", "color", "3d_coords", "rotation", "pixel_coords")
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset folder or pack that cannot be read; the message names it and the fix."""
 
 
@@ -77,9 +80,9 @@ class FolderSource:
             raise DatasetError(f"Dataset folder {self.root} does not exist; render it with `ig_llm generate`.")
         labels = sorted((self.root / "labels").glob("*.json")) if (self.root / "labels").is_dir() else []
         if labels:
-            self.records = [json.loads(p.read_text()) for p in labels]
+            self.records = [_read_label(p) for p in labels]
         elif (self.root / "scenes.json").is_file():
-            self.records = json.loads((self.root / "scenes.json").read_text())["scenes"]
+            self.records = _read_label(self.root / "scenes.json", "scenes")
         else:
             raise DatasetError(f"Dataset folder {self.root} has no labels/*.json and no scenes.json; "
                                "render it with `ig_llm generate` first.")
@@ -95,7 +98,7 @@ class FolderSource:
         return (self.root / "images" / self.records[i]["image_filename"]).read_bytes()
 
     def image(self, i: int) -> Image.Image:
-        return Image.open(self.root / "images" / self.records[i]["image_filename"]).convert("RGB")
+        return load_image(self.root / "images" / self.records[i]["image_filename"])
 
     def record(self, i: int) -> dict:
         return self.records[i]
@@ -117,6 +120,16 @@ class FolderSource:
         except (OSError, KeyError, ValueError) as err:
             raise DatasetError(f"Index map {path} is damaged ({err}); delete it and run `python -m "
                                f"ig_llm.training.index_maps {self.root}`.") from None
+
+
+def _read_label(path: Path, key: str | None = None):
+    """One label (or scenes.json's list under `key`) as parsed JSON; one sentence if damaged."""
+    try:
+        data = json.loads(path.read_text())
+        return data[key] if key else data
+    except (OSError, ValueError, KeyError, TypeError):
+        raise DatasetError(f"Label file {path} is damaged; delete it and its image (or render the "
+                           "dataset again with `ig_llm generate --resume`).") from None
 
 
 class PackSource:
@@ -144,7 +157,7 @@ class PackSource:
         return self.jpeg[self.offsets[i]:self.offsets[i + 1]].tobytes()
 
     def image(self, i: int) -> Image.Image:
-        return Image.open(io.BytesIO(self.image_bytes(i))).convert("RGB")
+        return load_image(self.image_bytes(i), name=f"{self.records[i].get('image_filename', i)} in {self.path}")
 
     def record(self, i: int) -> dict:
         return self.records[i]
@@ -296,6 +309,7 @@ def pack(paths: Sequence, out: str | os.PathLike, quality: int | str = 95,
     out = Path(out)
     if out.suffix != PACK_SUFFIX:
         raise DatasetError(f"Pack file {out} must end in {PACK_SUFFIX}; rename it.")
+    check_output(out, "the pack", inputs=paths)
     src = open_sources(paths)
     n = len(src) if limit is None else min(limit, len(src))
     if quality == "auto":
@@ -319,15 +333,13 @@ def pack(paths: Sequence, out: str | os.PathLike, quality: int | str = 95,
         maps = None                       # mixed sizes: pass `size` to pack them
     meta = {"format": PACK_FORMAT, "quality": quality, "size": list(size) if size else None,
             "sources": [str(p) for p in paths], "records": records}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}{PACK_SUFFIX}")
-    # compressed: the JPEG bytes do not shrink, but the JSON labels do (about 5x)
-    np.savez_compressed(tmp, jpeg=np.concatenate(chunks) if chunks else np.zeros(0, np.uint8),
-                        offsets=np.asarray(offsets, dtype=np.int64),
-                        labels=np.frombuffer(json.dumps(meta, separators=(",", ":")).encode("utf-8"),
-                                             dtype=np.uint8),
-                        **({"index": np.stack(maps)} if maps else {}))
-    os.replace(tmp, out)
+    with writing(out) as tmp, open(tmp, "wb") as fh:
+        # compressed: the JPEG bytes do not shrink, but the JSON labels do (about 5x)
+        np.savez_compressed(fh, jpeg=np.concatenate(chunks) if chunks else np.zeros(0, np.uint8),
+                            offsets=np.asarray(offsets, dtype=np.int64),
+                            labels=np.frombuffer(json.dumps(meta, separators=(",", ":")).encode("utf-8"),
+                                                 dtype=np.uint8),
+                            **({"index": np.stack(maps)} if maps else {}))
     return {"images": n, "bytes": out.stat().st_size, "image_bytes": int(offsets[-1]), "quality": quality}
 
 
@@ -512,7 +524,7 @@ def _main(argv=None) -> int:
     try:
         st = pack(a.data, a.out, a.quality if a.quality == "auto" else int(a.quality), size,
                   max_bytes=int(a.max_mb * 1e6))
-    except DatasetError as err:
+    except UserError as err:
         print(f"pack: {err}", file=sys.stderr)
         return 2
     print(f"{st['images']} images at JPEG quality {st['quality']}: {st['bytes'] / 1e6:.1f} MB "

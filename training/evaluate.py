@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
+from ..atomic import check_output, write_json
+from ..errors import UserError
 from ..scene.program import ProgramError, Scene, scene_from_clevr
 from .metrics import METRICS, evaluate_scenes
 from .report import format_table
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserError, ValueError):
     """Inputs that cannot be scored; the message names the file and the fix."""
 
 
@@ -30,6 +31,9 @@ def _read_json(path: Path, what: str):
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise EvaluationError(f"The {what} file {path} is not valid JSON ({err}); regenerate it.") from None
+    except OSError as err:
+        raise EvaluationError(f"The {what} file {path} cannot be read ({err.strerror}); check its "
+                              "permissions or copy it again.") from None
 
 
 def load_scene_records(path: str | os.PathLike, what: str = "scenes") -> list[dict]:
@@ -104,15 +108,6 @@ def evaluate_files(truth_path, pred_path, missing_as_empty: bool = False) -> dic
             "per_scene": [{"image_filename": n, **m} for n, m in zip(names, per_scene)]}
 
 
-def write_json_atomic(path, data) -> None:
-    """Write JSON to a temp file beside `path`, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
 def add_arguments(parser) -> None:
     parser.add_argument("--truth", required=True, help="ground-truth scenes.json (or a dataset folder or .npz pack)")
     parser.add_argument("--pred", required=True, help="predictions.json written by `ig_llm predict`")
@@ -122,16 +117,13 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    try:
-        report = evaluate_files(args.truth, args.pred, args.missing_as_empty)
-    except EvaluationError as err:
-        print(f"ig_llm evaluate: {err}", file=sys.stderr)
-        return 2
+    out = check_output(args.out, "--out", inputs=[args.truth, args.pred]) if args.out else None
+    report = evaluate_files(args.truth, args.pred, args.missing_as_empty)
     print(format_table({Path(args.pred).name: report["summary"]}))
-    if args.out:
-        write_json_atomic(args.out, report)
-        print(f"metrics written to {args.out}")
+    if out is not None:
+        write_json(out, report)
+        print(f"metrics written to {out}")
     return 0
 
 
-__all__ = ["EvaluationError", "evaluate_files", "load_scene_records", "write_json_atomic", "METRICS"]
+__all__ = ["EvaluationError", "evaluate_files", "load_scene_records", "METRICS"]

@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..atomic import check_output, write_json
+from ..errors import UserError
 from .sampler import default_min_pixels, image_name, shard_indices
 
 # Default training setting, chosen by measurement on a 2-core machine (docs/dataset.md):
@@ -45,7 +47,7 @@ LEGACY_DEFAULTS = {"max_bounces": 12}   # what runs used before the key was reco
 STALE_TMP_S = 600                   # temp files older than this are left-overs of a killed run
 
 
-class GenerateError(RuntimeError):
+class GenerateError(UserError, RuntimeError):
     """A user-fixable problem; main() prints it as one sentence."""
 
 
@@ -106,11 +108,11 @@ def default_split(condition: str) -> str:
 def settings_from_args(args) -> dict:
     """The manifest: every setting that changes the dataset's content."""
     if args.count < 1:
-        raise GenerateError(f"--count {args.count} must be at least 1.")
+        raise GenerateError(f"--count {args.count} is too small; pass --count 1 or more.")
     if args.samples < 1:
-        raise GenerateError(f"--samples {args.samples} must be at least 1.")
+        raise GenerateError(f"--samples {args.samples} is too small; pass --samples 1 or more.")
     if args.bounces < 0:
-        raise GenerateError(f"--bounces {args.bounces} must be 0 or more.")
+        raise GenerateError(f"--bounces {args.bounces} is negative; pass --bounces 0 or more.")
     w, h = parse_size(args.size)
     split = args.split or default_split(args.condition)
     if not split.replace("-", "").replace("_", "").isalnum():
@@ -121,18 +123,11 @@ def settings_from_args(args) -> dict:
             "min_pixels": args.min_pixels if args.min_pixels is not None else default_min_pixels(w, h)}
 
 
-def write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
 def prepare_out(out: Path, settings: dict, resume: bool) -> None:
     """Create the folder layout, or check that --resume continues the same dataset."""
     manifest_path = out / "manifest.json"
-    if out.exists() and not out.is_dir():
-        raise GenerateError(f"--out {out} is a file; give a folder.")
-    non_empty = out.is_dir() and any(out.iterdir())
+    check_output(out, "--out", folder=True)
+    non_empty = out.is_dir() and not _only_empty_folders(out)
     if non_empty and not resume:
         raise GenerateError(f"{out} is not empty; add --resume to continue that run, or choose a new --out folder.")
     if non_empty:
@@ -155,13 +150,37 @@ def prepare_out(out: Path, settings: dict, resume: bool) -> None:
         if settings["count"] < old.get("count", 0):
             raise GenerateError(f"{out} was made for --count {old['count']}; --resume can extend a dataset "
                                 f"but not shrink it: pass --count {old['count']} or more.")
+        _check_labels(out)
         if settings["count"] > old.get("count", 0):
-            write_json_atomic(manifest_path, {**old, "count": settings["count"]})
-    for sub in ("images", "index", "labels", "logs"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    if not manifest_path.is_file():
-        write_json_atomic(manifest_path, {**settings, "generator": "ig_llm generate", "version": 1})
+            write_json(manifest_path, {**old, "count": settings["count"]})
+    else:
+        # the manifest first: a folder that has one is a dataset --resume accepts
+        write_json(manifest_path, {**settings, "generator": "ig_llm generate", "version": 1})
+    try:
+        for sub in ("images", "index", "labels", "logs"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise GenerateError(f"Cannot create the folders of {out} ({err.strerror}); free some space or "
+                            "choose a writable --out, then rerun with --resume.") from None
     _remove_stale_temps(out)
+
+
+def _only_empty_folders(out: Path) -> bool:
+    """True if `out` holds no file at all (e.g. what a run that failed at start left)."""
+    return not any(p.is_file() for p in out.rglob("*"))
+
+
+def _check_labels(out: Path) -> None:
+    """Every label of a run to resume must parse: scenes.json is merged from them."""
+    labels = out / "labels"
+    if not labels.is_dir():
+        return
+    for p in sorted(labels.glob("*.json")):
+        try:
+            json.loads(p.read_text())
+        except (OSError, ValueError):
+            raise GenerateError(f"Label file {p} is damaged; delete it (and its image) and rerun with "
+                                "--resume to render that sample again.") from None
 
 
 def _remove_stale_temps(out: Path) -> None:
@@ -197,7 +216,7 @@ def write_scenes_json(out: Path, settings: dict) -> int:
             "height": settings["height"], "samples": settings["samples"],
             "max_bounces": settings["max_bounces"], "generator": "ig_llm generate",
             "rotation_units": "radians, as applied in Blender"}
-    write_json_atomic(out / "scenes.json", {"info": info, "scenes": scenes})
+    write_json(out / "scenes.json", {"info": info, "scenes": scenes})
     return len(scenes)
 
 
@@ -224,7 +243,7 @@ def render_indices(out: Path, settings: dict, indices: list[int], threads: int |
             png = out / "images" / image_name(settings["split"], i, "png")
             index_map = out / "index" / image_name(settings["split"], i, "npz")
             label = renderer.render_index(i, str(png), str(index_map))  # PNG + map land atomically first
-            write_json_atomic(out / "labels" / image_name(settings["split"], i, "json"), label)
+            write_json(out / "labels" / image_name(settings["split"], i, "json"), label)
             if on_done:
                 on_done(i)
     finally:
@@ -296,18 +315,10 @@ def run_workers(args, out: Path, settings: dict, shard: int, num_shards: int, to
 # command
 # ---------------------------------------------------------------------------------------
 def main(args) -> int:
-    try:
-        return _main(args)
-    except GenerateError as err:
-        print(f"ig_llm generate: {err}", file=sys.stderr)
-        return 2
-
-
-def _main(args) -> int:
     settings = settings_from_args(args)
     shard, num_shards = parse_shard(args.shard)
     if args.workers < 1:
-        raise GenerateError(f"--workers {args.workers} must be at least 1.")
+        raise GenerateError(f"--workers {args.workers} is too small; pass --workers 1 or more.")
     out = Path(args.out)
     if args.worker:     # a child of run_workers: the parent prepared the folder
         todo = missing_indices(out, settings, shard_indices(settings["count"], shard, num_shards))

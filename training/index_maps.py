@@ -15,10 +15,11 @@ import sys
 import time
 from pathlib import Path
 
+from ..errors import UserError
 from .sampler import image_name
 
 
-class IndexMapError(RuntimeError):
+class IndexMapError(UserError, RuntimeError):
     """A dataset folder this command cannot complete; the message says why and the fix."""
 
 

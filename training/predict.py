@@ -5,20 +5,22 @@
 Writes ``{"model": ..., "scenes": [{"image_filename", "program", "objects": [{"shape", "size",
 "material", "color", "3d_coords", "rotation"}]}]}`` (rotation: yaw in radians). Without
 `--model` the shipped default model (``model/default/``) is used. The file is written
-atomically at the end; an image the model cannot read stops the run with its name.
+atomically at the end. An image that cannot be read does not stop the run: it is listed
+with its reason under ``"failed"``, and the command ends with exit code 2 and one sentence
+(``--strict``: stop at the first one instead).
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+from ..atomic import check_output, write_json
+from ..errors import UserError
+from ..images import IMAGE_SUFFIXES
 from ..scene.program import Scene, scene_to_clevr
-from .evaluate import write_json_atomic
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
-class PredictError(ValueError):
+class PredictError(UserError, ValueError):
     """Bad input to predict; the message names the path and the fix."""
 
 
@@ -65,31 +67,41 @@ def collect_images(paths) -> list[ImageItem]:
 
 
 def load_image(path: Path):
-    from PIL import Image, UnidentifiedImageError
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except (UnidentifiedImageError, OSError) as err:
-        raise PredictError(f"Cannot read image {path} ({err}); pass a valid PNG or JPEG.") from None
+    from ..images import load_image as load
+    return load(path)
 
 
-def predict_records(predictor, images: list[ImageItem], batch_size: int = 8, progress: bool = True) -> list[dict]:
-    """Run `predictor` over images in batches; one CLEVR scene record (+ program) each."""
+def predict_records(predictor, images: list[ImageItem], batch_size: int = 8, progress: bool = True,
+                    strict: bool = False) -> tuple[list[dict], list[dict]]:
+    """Run `predictor` over images in batches: (one CLEVR scene record + program per readable
+    image, one ``{"image_filename", "path", "error"}`` per unreadable one). `strict`: the
+    first unreadable image raises its ImageError instead."""
     from tqdm import tqdm
-    records = []
+
+    from ..images import ImageError
+    records, failed = [], []
     bar = tqdm(total=len(images), desc="predict", unit="img", disable=not progress, file=sys.stderr)
     for start in range(0, len(images), batch_size):
-        chunk = images[start:start + batch_size]
-        results = predictor.predict([item.load() for item in chunk])
+        chunk, pixels = [], []
+        for item in images[start:start + batch_size]:
+            try:
+                pixels.append(item.load())
+                chunk.append(item)
+            except ImageError as err:
+                if strict:
+                    raise
+                failed.append({"image_filename": item.name, "path": str(item.path or item.pack.path),
+                               "error": str(err)})
+        results = predictor.predict(pixels) if pixels else []
         for item, (scene, text) in zip(chunk, results):
             # an unconstrained decode that does not parse gives no scene: score it as empty
             rec = scene_to_clevr(scene if scene is not None else Scene([]), image_filename=item.name,
                                  image_index=len(records))
             rec["program"] = text
             records.append(rec)
-        bar.update(len(chunk))
+        bar.update(len(images[start:start + batch_size]))
     bar.close()
-    return records
+    return records, failed
 
 
 def add_arguments(parser) -> None:
@@ -100,26 +112,27 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default auto)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop at the first unreadable image (default: predict the rest, list it)")
 
 
 def main(args) -> int:
     if args.batch_size < 1:
-        print("ig_llm predict: --batch-size must be at least 1.", file=sys.stderr)
-        return 2
-    try:
-        images = collect_images(args.images)
-    except PredictError as err:
-        print(f"ig_llm predict: {err}", file=sys.stderr)
-        return 2
-    from ..model.batching import ImageError
-    from ..model.checkpoint import CheckpointError
-    from ..model.inference import ModelNotFoundError, Predictor
-    try:
-        predictor = Predictor(model_dir=args.model, device=args.device, batch_size=args.batch_size)
-        records = predict_records(predictor, images, args.batch_size, progress=not args.quiet)
-    except (CheckpointError, ModelNotFoundError, PredictError, ImageError, RuntimeError) as err:
-        print(f"ig_llm predict: {err}", file=sys.stderr)
-        return 2
-    write_json_atomic(args.out, {"model": str(args.model or "default"), "scenes": records})
-    print(f"{len(records)} scene(s) written to {args.out}")
+        raise PredictError("--batch-size is too small; pass --batch-size 1 or more.")
+    images = collect_images(args.images)
+    out = check_output(args.out, "--out", inputs=[i.path or i.pack.path for i in images])
+    from ..model.inference import Predictor
+    predictor = Predictor(model_dir=args.model, device=args.device, batch_size=args.batch_size)
+    records, failed = predict_records(predictor, images, args.batch_size, progress=not args.quiet,
+                                      strict=args.strict)
+    report = {"model": str(args.model or "default"), "scenes": records}
+    if failed:
+        report["failed"] = failed
+    write_json(out, report)
+    print(f"{len(records)} scene(s) written to {out}")
+    if failed:
+        first = failed[0]
+        raise PredictError(f"{len(failed)} of {len(images)} image(s) could not be read and are listed under "
+                           f"\"failed\" in {out} (first: {first['path']}): fix or remove them and predict "
+                           "those again")
     return 0

@@ -16,10 +16,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import UserError
+
 CHECKPOINT_PREFIX = "step_"
 
 
-class TrainError(ValueError):
+class TrainError(UserError, ValueError):
     """Bad training input; the message names the problem and the fix."""
 
 
@@ -82,7 +84,10 @@ def any_rank(flag: bool, dist: Dist, device) -> bool:
 def rng_state() -> dict:
     import numpy as np
     import torch
-    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    # numpy's keys as a tensor: the file then loads with weights_only=True
+    numpy_state = (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached)
+    st = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         st["cuda"] = torch.cuda.get_rng_state_all()
     return st
@@ -92,7 +97,8 @@ def set_rng_state(st: dict) -> None:
     import numpy as np
     import torch
     random.setstate(st["python"])
-    np.random.set_state(st["numpy"])
+    name, keys, *rest = st["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
     torch.set_rng_state(st["torch"])
     if "cuda" in st and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(st["cuda"])
@@ -145,29 +151,71 @@ def save_training_checkpoint(run_dir: Path, step: int, model, opt, sched, meta: 
     if dist.main:
         state = {"step": step, "model": _unwrap(model).state_dict(), "optimizer": opt.state_dict(),
                  "scheduler": sched.state_dict(), "meta": meta, "world": dist.world}
-        torch.save(state, tmp / "state.pt")
-        # the run's options etc. readable without unpickling the state (--resume checks them first)
-        (tmp / "meta.json").write_text(json.dumps(meta, default=str))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        try:
+            torch.save(state, tmp / "state.pt")
+            # the run's options etc. readable without unpickling the state (--resume checks them first)
+            (tmp / "meta.json").write_text(json.dumps(meta, default=str))
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except OSError as err:      # disk full: no half checkpoint left behind
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise TrainError(f"Cannot write checkpoint {final} ({err.strerror or err}); free some space, "
+                             "then rerun with --resume.") from None
         for old in checkpoint_dirs(run_dir)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     barrier(dist)
     return final
 
 
-def load_training_checkpoint(path: Path, model, opt, sched, dist: Dist, device) -> int:
+def _torch_load(path: Path, device=None):
+    """torch.load with weights_only=True: a checkpoint file runs no code when read. Old
+    RNG files hold numpy arrays; numpy's array constructors are allowed for those."""
+    import numpy as np
     import torch
-    state = torch.load(path / "state.pt", map_location=device, weights_only=False)
+    try:
+        from numpy.core.multiarray import _reconstruct
+    except ImportError:     # numpy 2
+        from numpy._core.multiarray import _reconstruct
+    allowed = [_reconstruct, np.ndarray, np.dtype, type(np.dtype("uint32"))]
+    with torch.serialization.safe_globals(allowed):
+        return torch.load(path, map_location=device, weights_only=True)
+
+
+def read_training_checkpoint(path: Path, dist: Dist, device) -> tuple[dict, dict]:
+    """(state, this rank's RNG state) of one checkpoint folder; TrainError if damaged."""
+    try:
+        state = _torch_load(path / "state.pt", device)
+        rng = _torch_load(path / f"rng_rank{dist.rank}.pt")
+        if not all(k in state for k in ("step", "model", "optimizer", "scheduler")):
+            raise KeyError("step, model, optimizer or scheduler")
+    except Exception as err:    # any damage: a truncated zip, a pickle, a missing key
+        raise TrainError(f"Checkpoint {path} is damaged ({type(err).__name__}); delete it to resume "
+                         "from an earlier one, or start a new --out.") from None
     if state.get("world", 1) != dist.world:
         raise TrainError(f"Checkpoint {path} was written by {state.get('world')} process(es), this run has "
                          f"{dist.world}; resume with the same number of processes.")
-    _unwrap(model).load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
-    sched.load_state_dict(state["scheduler"])
-    set_rng_state(torch.load(path / f"rng_rank{dist.rank}.pt", weights_only=False))
-    return int(state["step"]), state.get("meta", {})
+    return state, rng
+
+
+def load_training_checkpoint(path: Path, model, opt, sched, dist: Dist, device) -> int:
+    """Resume from `path`; if it is damaged, from the newest earlier good checkpoint (and
+    say so on stderr). Returns (step, meta) of the one loaded."""
+    candidates = [path] + [p for p in reversed(checkpoint_dirs(path.parent.parent)) if p.name < path.name]
+    for i, cand in enumerate(candidates):
+        try:
+            state, rng = read_training_checkpoint(cand, dist, device)
+        except TrainError as err:
+            if i + 1 == len(candidates) or "process(es)" in str(err):
+                raise
+            print(f"ig_llm train: checkpoint {cand} is damaged; resuming from the previous one, "
+                  f"{candidates[i + 1]}, instead.", file=sys.stderr)
+            continue
+        _unwrap(model).load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        set_rng_state(rng)
+        return int(state["step"]), state.get("meta", {})
 
 
 def wrap_ddp(model, dist: Dist, device):

@@ -26,14 +26,16 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
 
+from ..atomic import check_output, write_text
+from ..errors import UserError, worker_message
 from .augment import flip_pixels, mirror_scene   # pure Python, no torch: cheap at start-up
-from .dataset import DatasetError
 from .options import STAGE2_SCOPE, RunOptions, check_resume
-from .run import (Dist, RunLog, TrainError, any_rank, barrier, checkpoint_dirs, fmt_time, hardware,
+from .run import (CHECKPOINT_PREFIX, Dist, RunLog, TrainError, any_rank, barrier, checkpoint_dirs, fmt_time, hardware,
                   load_training_checkpoint, lr_factor, save_training_checkpoint, seed_all, setup_distributed,
                   to_device, wrap_ddp)
 
@@ -106,19 +108,26 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
+    _validate(args)
+    out, existed = Path(args.out), Path(args.out).exists()
     try:
-        _validate(args)
-        if args.stage in ("1", "both"):
-            vision = run_tower_stage(args)
-            if vision is None:      # stopped early; --resume continues
-                return 0
-            if args.stage == "both" and not args.vision_weights:
-                args.vision_weights = str(vision)
-        if args.stage in ("2", "both"):
-            train_program(args)
-    except (TrainError, DatasetError) as err:
-        print(f"ig_llm train: {err}", file=sys.stderr)
-        return 2
+        return _run(args)
+    except UserError:
+        # a run that failed before writing anything leaves no empty folder behind
+        if not existed and out.is_dir() and not any(p.is_file() for p in out.rglob("*")):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _run(args) -> int:
+    if args.stage in ("1", "both"):
+        vision = run_tower_stage(args)
+        if vision is None:      # stopped early; --resume continues
+            return 0
+        if args.stage == "both" and not args.vision_weights:
+            args.vision_weights = str(vision)
+    if args.stage in ("2", "both"):
+        train_program(args)
     return 0
 
 
@@ -154,12 +163,10 @@ def _validate(args) -> None:
     if args.vision_weights and not Path(args.vision_weights).is_file():
         raise TrainError(f"Vision weights {args.vision_weights} do not exist; run stage 1 (--stage 1) "
                          "or pass the right file.")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise TrainError(f"--out {out} is a file; pass a folder for the run.")
     for d in args.data:
         if not Path(d).exists():
             raise TrainError(f"Training data {d} does not exist; render it with `ig_llm generate` or fix the path.")
+    check_output(args.out, "--out", inputs=args.data + [args.init_from], folder=True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -215,8 +222,11 @@ def build_config(args):
     from ..model.presets import make_config
     overrides = parse_set(args.set)
     overrides.update(_flag_overrides(args))
+    from ..model.checkpoint import check_config
     try:
-        return make_config(args.preset, **overrides)
+        config = make_config(args.preset, **overrides)
+        check_config(config)
+        return config
     except (KeyError, TypeError, ValueError) as err:
         raise TrainError(f"Cannot build the model config ({err}); check --preset and --set.") from None
 
@@ -349,7 +359,8 @@ def train_program(args) -> Path:
         check_resume(options, ckpts[-1], STAGE2_SCOPE)
         start, meta_in = load_training_checkpoint(ckpts[-1], model, opt, sched, dist, device)
         plan.total, plan.warmup, plan.fixed = meta_in["plan"]
-        log(f"resumed from {ckpts[-1]} at step {start} of {plan.total}")
+        log(f"resumed from {run_dir / 'checkpoints' / f'{CHECKPOINT_PREFIX}{start:07d}'} at step {start} "
+            f"of {plan.total}")
     else:
         # model init is identical on every rank (same seed); dropout streams differ per rank
         torch.manual_seed(args.seed * 1000 + dist.rank)
@@ -388,7 +399,7 @@ def train_program(args) -> Path:
     bar = tqdm(total=plan.total, initial=start, desc="train", unit="step",
                disable=args.quiet or not dist.main, file=sys.stderr, dynamic_ncols=True)
     run_t0, window, t_cal = time.time(), [], None
-    for batch in loader:
+    for batch in _batches(loader):
         if step >= stop_step():          # the plan shrank after calibration
             break
         batch = to_device(batch, device)
@@ -454,6 +465,14 @@ def train_program(args) -> Path:
     return final_dir
 
 
+def _batches(loader):
+    """The loader's batches; a bad image found by a worker process ends as its own sentence."""
+    try:
+        yield from loader
+    except UserError as err:
+        raise TrainError(worker_message(err)) from None
+
+
 def _t(x, like):
     """A metric from the model's output dict as a detached float tensor on `like`'s device."""
     import torch
@@ -467,5 +486,5 @@ def _elapsed_total(run_dir: Path, this_run: float) -> float:
     path = run_dir / ".elapsed"
     before = float(path.read_text()) if path.is_file() else 0.0
     total = before + this_run
-    path.write_text(f"{total:.1f}")
+    write_text(path, f"{total:.1f}")
     return total

@@ -25,11 +25,13 @@ character-number model, and writes ``ROOT/runs/ablations.md``.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from ..atomic import write_text, writing_folder
+from ..errors import UserError
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_DIR = PACKAGE_ROOT / "model" / "default"
@@ -39,7 +41,7 @@ RECIPE = {"train_count": 2500, "stage1_steps": 800, "stage1_batch_size": 32, "st
           "steps": 900, "batch_size": 32, "lr": 1e-3, "mirror": 0.5}
 
 
-class TrainDefaultError(RuntimeError):
+class TrainDefaultError(UserError, RuntimeError):
     """A step failed; the message names it and how to continue."""
 
 
@@ -163,12 +165,6 @@ def evaluate(model: Path, sets: dict[str, Path], out_dir: Path, args) -> dict:
     return summaries
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def add_metrics_to_card(model: Path, summaries: dict, args) -> None:
     from .report import metrics_markdown
     card = (model / "card.md").read_text().split("\n## Metrics")[0].rstrip("\n")
@@ -176,53 +172,43 @@ def add_metrics_to_card(model: Path, summaries: dict, args) -> None:
             "A = CoGenT condition A (as training), B = condition B (cube/cylinder colours swapped); "
             "*_480 = the same seeds at 480x320.")
     card += "\n\n## Metrics\n\n" + sets + "\n\n" + metrics_markdown(summaries) + "\n"
-    _write_atomic(model / "card.md", card)
+    write_text(model / "card.md", card)
 
 
 def install(model: Path, target: Path = DEFAULT_MODEL_DIR) -> None:
     """Copy the model folder to `target`, swapping it in atomically."""
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(model, tmp)
-    old = target.with_name(f".{target.name}.old{os.getpid()}")
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
+    with writing_folder(target) as tmp:
+        shutil.copytree(model, tmp, dirs_exist_ok=True)
     print(f"[train-default] installed {model} -> {target}", flush=True)
 
 
 def main(args) -> int:
     root = Path(args.root).resolve()
-    try:
-        for path, cond, count, seed, split, size in training_sets(args):
-            render(path, cond, count, seed, split, size, args)
-        held_out = held_out_sets(args)
-        for path, cond, count, seed, split, size in held_out.values():
-            render(path, cond, count, seed, split, size, args)
-        sets = {name: v[0] for name, v in held_out.items()}
-        train_data = root / "data" / "trainA"
+    for path, cond, count, seed, split, size in training_sets(args):
+        render(path, cond, count, seed, split, size, args)
+    held_out = held_out_sets(args)
+    for path, cond, count, seed, split, size in held_out.values():
+        render(path, cond, count, seed, split, size, args)
+    sets = {name: v[0] for name, v in held_out.items()}
+    train_data = root / "data" / "trainA"
 
-        model = train(root / "runs" / "default", train_data, args)
-        summaries = evaluate(model, sets, root / "runs" / "eval" / "default", args)
-        add_metrics_to_card(model, summaries, args)
-        from .report import format_table
-        print(format_table(summaries))
-        if not args.no_install:
-            install(model)
+    model = train(root / "runs" / "default", train_data, args)
+    summaries = evaluate(model, sets, root / "runs" / "eval" / "default", args)
+    add_metrics_to_card(model, summaries, args)
+    from .report import format_table
+    print(format_table(summaries))
+    if not args.no_install:
+        install(model)
 
-        if args.ablations:
-            small = {k: v for k, v in sets.items() if "480" not in k}
-            rows = {"conv tower, dense stage 1 (default)": {k: v for k, v in summaries.items() if "480" not in k}}
-            for name, run, extra, preset in (
-                    ("ViT tower, contrastive stage 1 (tiny-vit)", "vit_tower", [], "tiny-vit"),
-                    ("char numbers", "char_numbers", ["--numbers", "char"], None)):
-                m = train(root / "runs" / run, train_data, args, extra, preset=preset)
-                rows[name] = evaluate(m, small, root / "runs" / "eval" / run, args)
-            from .report import ablation_table
-            _write_atomic(root / "runs" / "ablations.md", ablation_table(rows))
-            print((root / "runs" / "ablations.md").read_text())
-    except TrainDefaultError as err:
-        print(f"ig_llm train-default: {err}", file=sys.stderr)
-        return 1
+    if args.ablations:
+        small = {k: v for k, v in sets.items() if "480" not in k}
+        rows = {"conv tower, dense stage 1 (default)": {k: v for k, v in summaries.items() if "480" not in k}}
+        for name, run, extra, preset in (
+                ("ViT tower, contrastive stage 1 (tiny-vit)", "vit_tower", [], "tiny-vit"),
+                ("char numbers", "char_numbers", ["--numbers", "char"], None)):
+            m = train(root / "runs" / run, train_data, args, extra, preset=preset)
+            rows[name] = evaluate(m, small, root / "runs" / "eval" / run, args)
+        from .report import ablation_table
+        write_text(root / "runs" / "ablations.md", ablation_table(rows))
+        print((root / "runs" / "ablations.md").read_text())
     return 0
