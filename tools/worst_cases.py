@@ -83,10 +83,9 @@ def main(argv=None) -> int:
         draw.text((4, y + 4), text, fill=(0, 0, 0))
         sheet.paste(left, (0, y + 20))
         sheet.paste(right, (w + 8, y + 20))
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = a.out.with_name(f".{a.out.name}.tmp-{os.getpid()}.png")
-    sheet.save(tmp_out)
-    os.replace(tmp_out, a.out)
+    from ig_llm.atomic import writing
+    with writing(a.out) as tmp:
+        sheet.save(tmp, format="PNG")
     print(f"Wrote {a.out}: the {len(cells)} worst of the predictions (left: input, right: rebuilt render)")
     return 0
 

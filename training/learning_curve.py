@@ -20,6 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..atomic import write_json, write_text, writing
+
 CURVE_METRICS = ("count_acc", "l2", "shape_acc", "color_acc")
 
 
@@ -60,7 +62,7 @@ def score(weights: Path, n: int, args) -> dict:
     torch.set_num_threads(args.threads or torch.get_num_threads())
     out = {Path(v).name: probe_metrics(model, open_source(v), config.image_dims, load_domain(config.domain))
            for v in args.val}
-    cache.write_text(json.dumps(out, indent=1))
+    write_json(cache, out)
     return out
 
 
@@ -73,8 +75,8 @@ def write_outputs(results: dict, args) -> None:
         for s in sets:
             lines.append(f"| {n} | {s} | " + " | ".join(cell(m, results[n][s].get(m)) for m in CURVE_METRICS) + " |")
     out = Path(args.out)
-    (out / "learning_curve.md").write_text("\n".join(lines) + "\n")
-    (out / "learning_curve.json").write_text(json.dumps({str(n): results[n] for n in sizes}, indent=1))
+    write_text(out / "learning_curve.md", "\n".join(lines) + "\n")
+    write_json(out / "learning_curve.json", {str(n): results[n] for n in sizes})
     print("\n".join(lines))
     if args.figure:
         import matplotlib
@@ -94,8 +96,8 @@ def write_outputs(results: dict, args) -> None:
         axes[0].legend()
         fig.suptitle(f"Tower probe vs training scenes ({args.steps} stage-1 steps x {args.batch_size} each)")
         fig.tight_layout()
-        Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(args.figure, dpi=110)
+        with writing(args.figure) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
         print(f"[learning-curve] figure -> {args.figure}")
 
 

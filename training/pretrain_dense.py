@@ -28,7 +28,6 @@ statistics included) and ``stage1.json``; checkpoints and ``--resume`` as in sta
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -36,11 +35,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_json
 from .dataset import resize_nearest
 from .options import STAGE1_SCOPE, RunOptions, check_resume
 from .run import (RunLog, TrainError, any_rank, barrier, checkpoint_dirs, fmt_time, hardware,
-                  load_training_checkpoint, lr_factor, save_training_checkpoint, seed_all, setup_distributed,
-                  wrap_ddp)
+                  load_training_checkpoint, lr_factor, save_tensors, save_training_checkpoint, seed_all,
+                  setup_distributed, wrap_ddp)
 
 VISION_FILE = "vision.safetensors"
 STRIDE = 8                 # tower grid: one cell per 8x8 pixels
@@ -292,24 +292,6 @@ def probe_metrics(model, source, dims, domain, batch_size: int = 64) -> dict:
 # the stage
 # ---------------------------------------------------------------------------------------
 HEADS_FILE = "heads.safetensors"    # the dense heads, kept for probing (learning_curve.py)
-
-
-def save_visual(tower, path: Path, prefix: str = "visual") -> Path:
-    """Write a module's tensors as ``<prefix>.*`` (float32), atomically."""
-    import os
-    from safetensors.torch import save_file
-    state = {f"{prefix}.{k}": (v.detach().float() if v.is_floating_point() else v.detach()).cpu().contiguous().clone()
-             for k, v in tower.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        save_file(state, str(tmp), metadata={"format": "ig_llm-conv-tower"})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def run_dense_stage1(args, config) -> Path | None:
     """Train the conv tower (or skip when RUN_DIR/stage1/vision.safetensors exists). Returns
     that path, or None when the run stopped early (--stop-at with --stage 1, --max-minutes)."""
@@ -402,12 +384,12 @@ def run_dense_stage1(args, config) -> Path | None:
         log(f"stage 1 stopped at step {step}; rerun with --resume to continue")
         return None
     if dist.main:
-        (run_dir / "stage1.json").write_text(json.dumps({
+        write_json(run_dir / "stage1.json", {
             "kind": "dense", "steps": steps, "batch_size": bsz, "world": dist.world, "images": len(source),
             "hue_prob": hue_prob, "seconds": time.time() - t0, "hardware": hardware(device),
-            "lr": args.stage1_lr, "seed": args.seed}))
-        save_visual(model.heads, run_dir / HEADS_FILE, prefix="heads")
-        save_visual(model.visual, out_file)     # last: its presence marks stage 1 done
+            "lr": args.stage1_lr, "seed": args.seed})
+        save_tensors(model.heads, run_dir / HEADS_FILE, prefix="heads")
+        save_tensors(model.visual, out_file)     # last: its presence marks stage 1 done
         log(f"stage 1: visual tower written to {out_file} ({fmt_time(time.time() - t0)})")
     barrier(dist)
     return out_file

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from .options import STAGE1_SCOPE, RunOptions, check_resume
 from .run import (RunLog, TrainError, any_rank, checkpoint_dirs, fmt_time, hardware, load_training_checkpoint,
-                    lr_factor, save_training_checkpoint, seed_all, setup_distributed, to_device, wrap_ddp)
+                  lr_factor, save_tensors, save_training_checkpoint, seed_all, setup_distributed, to_device,
+                  wrap_ddp)
 
 VISION_FILE = "vision.safetensors"
 LOC_BIN = 0.5
@@ -116,19 +117,6 @@ def build_clip(config, vocab: CaptionVocab, context: int):
                 "eos_id": vocab.eos_id, "pool_type": "eos"}
     quick_gelu = config.vision_model.endswith("-quickgelu")
     return CLIP(embed_dim, vision_cfg=vcfg, text_cfg=text_cfg, quick_gelu=quick_gelu, output_dict=True)
-
-
-def save_visual(model, path: Path) -> Path:
-    """Write the ``visual.*`` tensors (float32) to a safetensors file, atomically."""
-    import os
-    from safetensors.torch import save_file
-    state = {f"visual.{k}": v.detach().float().cpu().contiguous().clone()
-             for k, v in model.visual.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_file(state, str(tmp), metadata={"format": "open_clip-visual"})
-    os.replace(tmp, path)
-    return path
 
 
 def _param_groups(model, weight_decay: float):
@@ -262,15 +250,16 @@ def run_stage1(args) -> Path | None:
         log(f"stage 1 stopped at step {step}; rerun with --resume to continue")
         return None
     if dist.main:
-        import json
-        (run_dir / "stage1.json").write_text(json.dumps({
-            "steps": steps, "batch_size": bsz, "world": dist.world, "caption": mode, "images": len(source),
-            "seconds": time.time() - t0, "hardware": hardware(device), "lr": args.stage1_lr, "seed": args.seed}))
-        save_visual(model, out_file)
+        from ..atomic import write_json
+        write_json(run_dir / "stage1.json", {
+            "kind": "contrastive", "steps": steps, "batch_size": bsz, "world": dist.world, "caption": mode,
+            "images": len(source), "seconds": time.time() - t0, "hardware": hardware(device),
+            "lr": args.stage1_lr, "seed": args.seed})
+        save_tensors(model.visual, out_file)
         log(f"stage 1: visual tower written to {out_file} ({fmt_time(time.time() - t0)})")
     from .run import barrier
     barrier(dist)
     return out_file
 
 
-__all__ = ["run_stage1", "build_clip", "CaptionVocab", "save_visual", "VISION_FILE"]
+__all__ = ["run_stage1", "build_clip", "CaptionVocab", "VISION_FILE"]

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 import bpy
 import numpy as np
 
+from ..atomic import write_bytes, writing
 from ..scene import builder, stage
 from ..scene.camera import ground_directions, project
 from ..scene.domain import Domain, load_domain
@@ -113,11 +114,7 @@ def strip_png_metadata(path: str, dest: str | None = None) -> None:
         if data[pos + 4:pos + 8] not in _PNG_META_CHUNKS:
             out.append(data[pos:end])
         pos = end
-    head, name = os.path.split(dest)
-    tmp = os.path.join(head, f".{name}.strip-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(b"".join(out))
-    os.replace(tmp, dest)
+    write_bytes(dest, b"".join(out))
     if dest != path:
         os.remove(path)
 
@@ -140,14 +137,8 @@ def save_index_map(ids: np.ndarray, path: str) -> None:
 
     ``DIR/index/<image name>.npz`` holds one uint8 array ``index`` (height, width), row 0
     at the image's top: 0 = background, k = the k-th object of the label (1-based)."""
-    head, name = os.path.split(path)
-    tmp = os.path.join(head, f".{name}.tmp-{os.getpid()}.npz")
-    try:
-        np.savez_compressed(tmp, index=ids.clip(0, 255).astype(np.uint8))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with writing(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, index=ids.clip(0, 255).astype(np.uint8))
 
 
 def relationships(objects: list, directions: dict) -> dict:

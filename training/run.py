@@ -270,3 +270,16 @@ def to_device(batch: dict, device) -> dict:
     if "pixel_values" in out:
         out["pixel_values"] = normalize_pixels(out["pixel_values"])
     return out
+
+
+def save_tensors(module, path: Path, prefix: str = "visual") -> Path:
+    """A module's tensors as ``<prefix>.*`` in a safetensors file (floats as float32),
+    written atomically: how stage 1 hands its tower to stage 2 (``vision_weights``)."""
+    from safetensors.torch import save_file
+
+    from ..atomic import writing
+    state = {f"{prefix}.{k}": (v.detach().float() if v.is_floating_point() else v.detach()).cpu().contiguous().clone()
+             for k, v in module.state_dict().items()}
+    with writing(path) as tmp:
+        save_file(state, str(tmp), metadata={"format": f"ig_llm-{prefix}"})
+    return path
