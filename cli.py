@@ -19,7 +19,7 @@ COMMANDS = {
     "build": ("scene.build_command", "Build a scene program into a .blend (optionally render it)"),
     "generate": ("training.generate", "Render a CLEVR / CoGenT dataset with Cycles"),
     "train": ("training.train", "Train an IG-LLM model (stage 1 vision tower, stage 2 program)"),
-    "train-default": ("training.train_default", "Reproduce the shipped default model from scratch"),
+    "train-default": ("training.train_default", "Train the default recipe from scratch: render, both stages, evaluate (resumable)"),
     "predict": ("training.predict", "Predict scene programs for images (CLEVR scenes JSON out)"),
     "evaluate": ("training.evaluate", "Score predictions against ground truth (paper metrics)"),
     "bench": ("training.bench", "Benchmarks: `bench render`, `bench model`"),
