@@ -14,10 +14,9 @@ import torch
 
 from ..scene.program import NUM_TOKEN, Scene, format_program
 from ..scene.domain import load_domain
-from .tokenizer import split_pieces
+from .pixels import CLIP_MEAN, CLIP_STD, model_input  # noqa: F401 - CLIP_*: re-exported
+from .tokenizer import number_fields, split_pieces  # noqa: F401 - number_fields: re-exported
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 MAX_PIXELS = 50_000_000  # refuse bigger images: a 50 MP decode already needs ~150 MB
 
 
@@ -100,8 +99,6 @@ def preprocess_image(img, image_size) -> torch.Tensor:
     into a 3:2 tower is not padded at all), then resizes (bicubic).
     Raises ImageError naming the file for unreadable, empty or enormous images.
     """
-    from PIL import Image
-
     name = _name(img)
     pil = _to_pil(img)
     w, h = pil.size
@@ -115,44 +112,13 @@ def preprocess_image(img, image_size) -> torch.Tensor:
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"Image {name} cannot be decoded ({err}); the file may be truncated — "
                          "re-export it.") from None
-    tw, th = image_dims(image_size)
-    # the smallest canvas of the target aspect that holds the image
-    cw, ch = (w, max(h, round(w * th / tw))) if w * th >= h * tw else (max(w, round(h * tw / th)), h)
-    mean_rgb = tuple(int(round(m * 255)) for m in CLIP_MEAN)
-    canvas = Image.new("RGB", (cw, ch), mean_rgb)
-    canvas.paste(rgb, ((cw - w) // 2, (ch - h) // 2))
-    canvas = canvas.resize((tw, th), Image.BICUBIC)
-    arr = torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(3, 1, 1)
-    return ((arr - mean) / std).contiguous()
+    # letterbox + bicubic + CLIP normalisation: one implementation for both runtimes
+    return torch.from_numpy(model_input(np.asarray(rgb), image_dims(image_size), use_pillow=True))
 
 
 # ---------------------------------------------------------------------------------------
 # programs
 # ---------------------------------------------------------------------------------------
-def number_fields(pieces) -> list[str]:
-    """Field name of every number in a piece sequence, in order: loc0/loc1/loc2/rotation.
-
-    A number is a ``<num>`` piece or, in character mode, a run of sign/digit/point pieces.
-    """
-    fields, current, loc_index, in_number = [], None, 0, False
-    for p in pieces:
-        is_num_char = p in ("+", "-", ".") or p.isdigit()
-        if p == "loc=(":
-            current, loc_index = "loc", 0
-        elif p.endswith("=") and p[:-1].isidentifier():
-            current = p[:-1]
-        elif p in (", ", ",") and current == "loc":
-            loc_index += 1
-        elif p == ")":
-            current = None
-        if p == NUM_TOKEN or (is_num_char and not in_number):
-            fields.append(f"loc{loc_index}" if current == "loc" else (current or "rotation"))
-        in_number = is_num_char
-    return fields
-
-
 def program_text(scene: Scene, config, rng=None, camera=None):
     """(reply text, raw number values) for a scene, as the model is trained to write it.
 

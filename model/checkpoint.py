@@ -19,11 +19,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import compat  # noqa: F401
-
 from .config import IGLLMConfig
-from .igllm import IGLLM, torch_dtype
 from .tokenizer import ProgramTokenizer
+
+# torch (via .igllm) is imported inside the functions that need it: read_config and the
+# errors are shared with the NumPy runtime, which runs where torch is absent (Blender).
 
 FORMAT = "ig_llm-checkpoint-1"
 FILES = ("config.json", "model.safetensors", "tokenizer.json", "card.md")
@@ -33,7 +33,7 @@ class CheckpointError(RuntimeError):
     """A checkpoint folder or file that cannot be used; the message names it and the fix."""
 
 
-def _external_keys(model: IGLLM) -> set[str]:
+def _external_keys(model: "IGLLM") -> set[str]:
     """State-dict keys whose values come from files outside the checkpoint."""
     cfg, skip = model.config, set()
     if cfg.lm_path is None:
@@ -46,8 +46,10 @@ def _external_keys(model: IGLLM) -> set[str]:
     return skip
 
 
-def checkpoint_state(model: IGLLM) -> dict:
+def checkpoint_state(model: "IGLLM") -> dict:
     """The tensors a checkpoint stores (contiguous, cloned, in the storage dtype)."""
+    from .igllm import torch_dtype
+
     skip = _external_keys(model)
     store = torch_dtype(model.config.storage_dtype)
     out = {}
@@ -70,7 +72,7 @@ def _card_text(card) -> str:
     return "\n".join(lines) + "\n"
 
 
-def save_checkpoint(model: IGLLM, out_dir, card: dict | str = "") -> Path:
+def save_checkpoint(model: "IGLLM", out_dir, card: dict | str = "") -> Path:
     """Write the checkpoint folder atomically; an existing folder is replaced. Returns the path."""
     from safetensors.torch import save_file
 
@@ -111,10 +113,12 @@ def read_config(ckpt: Path) -> tuple[IGLLMConfig, str]:
                               "re-save the checkpoint or restore the file.") from None
 
 
-def load_checkpoint(ckpt_dir, device: str = "cpu") -> IGLLM:
+def load_checkpoint(ckpt_dir, device: str = "cpu") -> "IGLLM":
     """Rebuild an IGLLM from a checkpoint folder (eval mode, on `device`)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
+
+    from .igllm import IGLLM
 
     ckpt = Path(ckpt_dir)
     if not ckpt.is_dir():
