@@ -199,17 +199,22 @@ class NumpyIGLLM:
                               (s["projector.2.weight"], s["projector.2.bias"])]
         p = "lm.model."
         self.embed = s[p + "embed_tokens.weight"]
-        self.lm_head = s["lm.lm_head.weight"]
+        self.lm_head_t = _f32(s["lm.lm_head.weight"].T)
         self.norm = s[p + "norm.weight"]
         self.layers = []
         for i in range(config.lm_layers):
             q = f"{p}layers.{i}."
+            w = {n: s[q + n + ".weight"] for n in (
+                "input_layernorm", "post_attention_layernorm", "self_attn.q_proj", "self_attn.k_proj",
+                "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")}
+            # fused and pre-transposed ([in, out], contiguous): fewer, faster small matmuls
             self.layers.append({
-                "ln1": s[q + "input_layernorm.weight"], "ln2": s[q + "post_attention_layernorm.weight"],
-                "q": s[q + "self_attn.q_proj.weight"], "k": s[q + "self_attn.k_proj.weight"],
-                "v": s[q + "self_attn.v_proj.weight"], "o": s[q + "self_attn.o_proj.weight"],
-                "gate": s[q + "mlp.gate_proj.weight"], "up": s[q + "mlp.up_proj.weight"],
-                "down": s[q + "mlp.down_proj.weight"]})
+                "ln1": w["input_layernorm"], "ln2": w["post_attention_layernorm"],
+                "qkv": _f32(np.concatenate([w["self_attn.q_proj"], w["self_attn.k_proj"],
+                                            w["self_attn.v_proj"]]).T),
+                "o": _f32(w["self_attn.o_proj"].T),
+                "gate_up": _f32(np.concatenate([w["mlp.gate_proj"], w["mlp.up_proj"]]).T),
+                "down": _f32(w["mlp.down_proj"].T)})
         self.heads = config.lm_heads
         self.kv_heads = config.lm_kv_heads or config.lm_heads
         self.head_dim = config.lm_hidden // config.lm_heads
@@ -258,6 +263,12 @@ class NumpyIGLLM:
         """[3, H, W] normalised image -> the tower's tokens [N, width]."""
         return TOWERS[self.tower](self.vision, _f32(image), self.config)
 
+    def tower_tokens_width(self) -> int:
+        """Width of one tower token (what ``confidence`` features are built from)."""
+        if self.tower == "conv":
+            return 4 * self.vision["blocks"][-1]["conv2"]["w"].shape[0]
+        return self.vision["conv1"].shape[0]
+
     def project(self, feats) -> np.ndarray:
         x = linear(feats, *self.projector[0])
         if len(self.projector) > 1:
@@ -269,7 +280,7 @@ class NumpyIGLLM:
         return linear(gelu(linear(np.tanh(hidden), w1, b1)), w2, b2)[..., 0]
 
     def logits(self, hidden) -> np.ndarray:
-        return linear(hidden, self.lm_head)
+        return hidden @ self.lm_head_t
 
     def new_cache(self) -> list:
         return [[None, None] for _ in self.layers]
@@ -282,11 +293,12 @@ class NumpyIGLLM:
         hd, nh, nkv = self.head_dim, self.heads, self.kv_heads
         # causal within the new tokens; every cached token is visible
         causal = np.triu(np.full((t, t), -np.inf, np.float32), 1)
+        nq, nk = nh * hd, nkv * hd
         for layer, kv in zip(self.layers, cache):
-            h = rms_norm(x, layer["ln1"])
-            q = rope(linear(h, layer["q"]).reshape(t, nh, hd).transpose(1, 0, 2), pos, self.inv_freq)
-            k = rope(linear(h, layer["k"]).reshape(t, nkv, hd).transpose(1, 0, 2), pos, self.inv_freq)
-            v = linear(h, layer["v"]).reshape(t, nkv, hd).transpose(1, 0, 2)
+            qkv = rms_norm(x, layer["ln1"]) @ layer["qkv"]
+            q = rope(qkv[:, :nq].reshape(t, nh, hd).transpose(1, 0, 2), pos, self.inv_freq)
+            k = rope(qkv[:, nq:nq + nk].reshape(t, nkv, hd).transpose(1, 0, 2), pos, self.inv_freq)
+            v = qkv[:, nq + nk:].reshape(t, nkv, hd).transpose(1, 0, 2)
             if kv[0] is not None:
                 k, v = np.concatenate([kv[0], k], 1), np.concatenate([kv[1], v], 1)
             kv[0], kv[1] = k, v
@@ -295,14 +307,16 @@ class NumpyIGLLM:
             scores = q @ k.transpose(0, 2, 1) / math.sqrt(hd)
             scores[:, :, -t:] += causal
             a = (softmax(scores) @ v).transpose(1, 0, 2).reshape(t, nh * hd)
-            x = x + linear(a, layer["o"])
-            h = rms_norm(x, layer["ln2"])
-            x = x + linear(silu(linear(h, layer["gate"])) * linear(h, layer["up"]), layer["down"])
+            x = x + a @ layer["o"]
+            gu = rms_norm(x, layer["ln2"]) @ layer["gate_up"]
+            inter = gu.shape[1] // 2
+            x = x + (silu(gu[:, :inter]) * gu[:, inter:]) @ layer["down"]
         return rms_norm(x, self.norm)
 
-    def prefill(self, image):
-        """[3, H, W] -> (hidden [T, d] of ``<bos> image prompt``, KV cache)."""
-        img = self.project(self.tower_tokens(image))
+    def prefill(self, image, tokens=None):
+        """[3, H, W] -> (hidden [T, d] of ``<bos> image prompt``, KV cache). `tokens`: the
+        tower's output when the caller already has it."""
+        img = self.project(self.tower_tokens(image) if tokens is None else tokens)
         prompt = self.embed[np.asarray(self.tokenizer.prompt_ids())]
         embeds = np.concatenate([prompt[:1], img, prompt[1:]])
         cache = self.new_cache()
@@ -341,7 +355,7 @@ def load_numpy_model(ckpt_dir) -> NumpyIGLLM:
 
 def generate(model: NumpyIGLLM, image, max_objects: int | None = None, constrained: bool = True,
              num_objects: int | None = None, max_new_tokens: int | None = None, stop_at_eos: bool = True,
-             stats: dict | None = None, trace: list | None = None):
+             stats: dict | None = None, trace: list | None = None, tokens=None):
     """Greedy decoding of one preprocessed image [3, H, W] -> (program text, Scene | None).
 
     The same walk as ``decoding.generate`` (grammar slots, jump-forward runs, numbers from
@@ -354,7 +368,7 @@ def generate(model: NumpyIGLLM, image, max_objects: int | None = None, constrain
     else:
         seq = FreeSeq(tok, max_new_tokens or 64 * max_objects, stop_at_eos)
     limits = number_limits(load_domain(cfg.domain))
-    hidden, cache = model.prefill(image)
+    hidden, cache = model.prefill(image, tokens)
     last, length = hidden[-1], hidden.shape[0]
     calls, new_tokens = 1, 0
     while True:
