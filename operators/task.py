@@ -1,12 +1,18 @@
 """Image -> scene program, the part that runs in the worker thread. No bpy here.
 
+The model runs with what Blender already has (NumPy, and the safetensors wheel bundled
+in the extension zip: ``model/numpy_runtime.py``); torch is used when installed and
+faster (a GPU). Images are decoded with Pillow here when it is installed; otherwise the
+operator reads them with Blender's own image loader on the main thread and hands the
+pixels over.
+
 The checks a user's input can fail (runtime missing, model folder missing or corrupt,
 image missing/unreadable/empty/enormous) raise :class:`TaskError` with one sentence
 naming the problem and the fix; the operator shows that sentence with ``self.report``.
 The cheap checks (:func:`check_runtime`, :func:`check_model_dir`, :func:`check_image_file`)
 run on the main thread before a job starts, so the user hears about a typo at once;
 :func:`infer` repeats what only the worker can find out (decoding the whole image,
-loading the checkpoint) and imports torch — the first time torch is ever imported.
+loading the checkpoint).
 """
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ import os
 import threading
 from pathlib import Path
 
-from .deps import RUNTIME_MODULES, install_hint
+from .deps import BUNDLED_MODULES, bundled_hint
 
 # An image larger than this is refused before decoding: the model sees it at a few
 # hundred pixels anyway, and decoding a 20k x 20k photo would take GBs of memory.
@@ -34,10 +40,10 @@ class TaskError(Exception):
 # ---------------------------------------------------------------------------------------
 # main-thread checks (cheap; nothing is imported or decoded)
 # ---------------------------------------------------------------------------------------
-def missing_runtime_modules() -> list[str]:
-    """Import names of the model runtime (torch, …) that this Python cannot find."""
+def missing_modules(modules) -> list[str]:
+    """Import names of `modules` that this Python cannot find."""
     missing = []
-    for module in RUNTIME_MODULES:
+    for module in modules:
         try:
             found = importlib.util.find_spec(module) is not None
         except (ImportError, ValueError):
@@ -48,9 +54,14 @@ def missing_runtime_modules() -> list[str]:
 
 
 def check_runtime() -> None:
-    missing = missing_runtime_modules()
+    """What the NumPy runtime needs: NumPy (Blender's) and safetensors (the zip's wheel)."""
+    missing = missing_modules(BUNDLED_MODULES)
     if missing:
-        raise TaskError(install_hint(missing))
+        raise TaskError(bundled_hint(missing))
+
+
+def has_pillow() -> bool:
+    return not missing_modules(["PIL"])
 
 
 def resolve_model_dir(model_dir: str | os.PathLike | None) -> Path:
@@ -91,13 +102,16 @@ def check_image_file(path: str | os.PathLike) -> Path:
 # worker side
 # ---------------------------------------------------------------------------------------
 def load_image(source, name: str = "image"):
-    """A path or an (H, W, 3|4) float/uint8 array (top row first) -> RGB PIL image.
+    """A path (needs Pillow) or an (H, W, 3|4) float/uint8 array (top row first, e.g.
+    Blender's pixels) -> (H, W, 3) uint8. Refuses unreadable, empty and enormous images
+    with a :class:`TaskError`."""
+    import numpy as np
 
-    Refuses unreadable, empty and enormous images with a :class:`TaskError`.
-    """
-    from PIL import Image, UnidentifiedImageError
+    from ..model.pixels import to_rgb8
 
     if isinstance(source, (str, os.PathLike)):
+        from PIL import Image, UnidentifiedImageError
+
         p = check_image_file(source)
         name = p.name
         try:
@@ -105,22 +119,18 @@ def load_image(source, name: str = "image"):
                 w, h = im.size  # header only: nothing decoded yet
                 _check_size(w, h, name)
                 im.load()
-                return im.convert("RGB")
+                return to_rgb8(np.asarray(im.convert("RGBA") if "A" in im.mode or im.mode == "P" else im.convert("RGB")))
         except TaskError:
             raise
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             raise TaskError(f"Cannot read the image {name} ({exc.__class__.__name__}: {exc}): "
                             "save it as PNG or JPEG and try again.") from None
-    import numpy as np
-
     arr = np.asarray(source)
     if arr.ndim != 3 or arr.shape[2] not in (3, 4):
         raise TaskError(f"The image {name} has no usable pixels (shape {arr.shape}): "
                         "reload it or pick an image file.")
     _check_size(arr.shape[1], arr.shape[0], name)
-    if arr.dtype != np.uint8:
-        arr = (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    return Image.fromarray(np.ascontiguousarray(arr[:, :, :3]), "RGB")
+    return to_rgb8(arr)
 
 
 def _check_size(width: int, height: int, name: str) -> None:
@@ -136,32 +146,38 @@ _PREDICTORS: dict = {}
 _PREDICTORS_LOCK = threading.Lock()
 
 
-def get_predictor(model_dir: Path, device: str = "auto", threads: int = 0):
+def get_predictor(model_dir: Path, device: str = "auto", threads: int = 0, runtime: str = "auto"):
     """Load (once per folder/device/threads and checkpoint file time) and cache a Predictor."""
     from ..model.checkpoint import CheckpointError
     from ..model.inference import Predictor
 
     weights = model_dir / "model.safetensors"
-    key = (str(model_dir), weights.stat().st_mtime_ns if weights.exists() else 0, device, threads)
+    calib = model_dir / "calibration.json"
+    key = (str(model_dir), weights.stat().st_mtime_ns if weights.exists() else 0,
+           calib.stat().st_mtime_ns if calib.exists() else 0, device, threads, runtime)
     with _PREDICTORS_LOCK:
         predictor = _PREDICTORS.get(key)
         if predictor is None:
             try:
-                predictor = Predictor(model_dir=str(model_dir), device=device, threads=threads or None)
+                predictor = Predictor(model_dir=str(model_dir), device=device, threads=threads or None,
+                                      runtime=runtime)
             except CheckpointError as exc:
                 raise TaskError(f"The model in {model_dir} cannot be loaded ({exc}): "
                                 "choose another model folder or retrain it.") from None
             except FileNotFoundError as exc:
                 raise TaskError(f"The model in {model_dir} is incomplete ({exc}): "
                                 "choose another model folder.") from None
+            except (RuntimeError, ValueError) as exc:   # e.g. a GPU device without torch
+                raise TaskError(f"The model in {model_dir} cannot run here ({exc}).") from None
             _PREDICTORS.clear()  # keep one model in memory, not one per folder ever used
             _PREDICTORS[key] = predictor
     return predictor
 
 
 def infer(progress, image, *, model_dir=None, device: str = "auto", threads: int = 0,
-          image_name: str = "image"):
-    """Worker: image (path or pixel array) -> (Scene, program text).
+          image_name: str = "image", runtime: str = "auto"):
+    """Worker: image (path or pixel array) -> :class:`..model.inference.Prediction`
+    (scene, program, confidence, in_domain).
 
     `progress` is a :class:`..jobs.Progress`; each call may raise ``Cancelled``.
     """
@@ -169,11 +185,11 @@ def infer(progress, image, *, model_dir=None, device: str = "auto", threads: int
     check_runtime()
     folder = check_model_dir(model_dir)
     progress(0.05, "Reading the image")
-    pil_image = load_image(image, image_name)
-    progress(0.10, "Loading PyTorch and the model")
-    predictor = get_predictor(folder, device, threads)
+    rgb = load_image(image, image_name)
+    progress(0.10, "Loading the model")
+    predictor = get_predictor(folder, device, threads, runtime)
     progress(0.40, "Writing the scene program")
     # one call; a cancel during it is honoured right after (Job drops the result)
-    scene, program = predictor.predict([pil_image])[0]
+    prediction = predictor.predict_full([rgb])[0]
     progress(0.95, "Building the scene")
-    return scene, program
+    return prediction

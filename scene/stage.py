@@ -219,3 +219,43 @@ def render_to(path: str | os.PathLike, scene: bpy.types.Scene | None = None) -> 
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+# ---------------------------------------------------------------------------------------
+# a guest's stage: the extension's import adds its own camera and lamps to a collection
+# and changes nothing else (no world, no active camera, no backdrop, no render settings)
+# ---------------------------------------------------------------------------------------
+def _look_at(obj, target=(0.0, 0.0, 0.0)) -> None:
+    """Aim -Z at `target` with +Y up, as the renderer's Track To does, without a constraint
+    or a target object (nothing else to keep in the user's scene)."""
+    obj.rotation_mode = "QUATERNION"
+    obj.rotation_quaternion = (Vector(target) - obj.location).to_track_quat("-Z", "Y")
+
+
+def add_camera_and_lights(collection, name: str) -> bpy.types.Object:
+    """CLEVR's base camera, three area lamps and sun as new objects in `collection`;
+    returns the camera. Names start with `name` (Blender makes them unique)."""
+    jitter = StageJitter()
+    data = bpy.data.cameras.new(f"{name} Camera")
+    data.lens, data.sensor_width, data.sensor_fit = LENS_MM, SENSOR_MM, "AUTO"
+    data.clip_start, data.clip_end = CLIP
+    cam = bpy.data.objects.new(f"{name} Camera", data)
+    cam.location = jitter.camera_location()
+    collection.objects.link(cam)
+    _look_at(cam)
+    for lamp_name, (_loc, size, color, power) in LAMPS.items():
+        light = bpy.data.lights.new(f"{name} {lamp_name}", type="AREA")
+        light.shape, light.size = "SQUARE", size
+        light.color, light.energy = color, power
+        obj = bpy.data.objects.new(f"{name} {lamp_name}", light)
+        obj.location = jitter.lamp_location(lamp_name)
+        collection.objects.link(obj)
+        _look_at(obj)
+    sun = bpy.data.lights.new(f"{name} Sun", type="SUN")
+    sun.energy = SUN["strength"]
+    obj = bpy.data.objects.new(f"{name} Sun", sun)
+    obj.location = SUN["location"]
+    obj.rotation_mode = "QUATERNION"
+    obj.rotation_quaternion = Vector(SUN["direction"]).to_track_quat("-Z", "Y")
+    collection.objects.link(obj)
+    return cam
