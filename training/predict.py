@@ -3,7 +3,9 @@
     python -m ig_llm predict IMAGE_OR_DIR... [--model DIR] --out predictions.json [--batch-size N] [--device auto]
 
 Writes ``{"model": ..., "scenes": [{"image_filename", "program", "objects": [{"shape", "size",
-"material", "color", "3d_coords", "rotation"}]}]}`` (rotation: yaw in radians). Without
+"material", "color", "3d_coords", "rotation"}], "confidence", "in_domain"}]}`` (rotation: yaw in
+radians; confidence 0-1, higher = more like the training scenes, null when the model
+folder has no calibration.json; in_domain false = the program is a guess). Without
 `--model` the shipped default model (``model/default/``) is used. The file is written
 atomically at the end; an image the model cannot read stops the run with its name.
 """
@@ -80,12 +82,14 @@ def predict_records(predictor, images: list[ImageItem], batch_size: int = 8, pro
     bar = tqdm(total=len(images), desc="predict", unit="img", disable=not progress, file=sys.stderr)
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
-        results = predictor.predict([item.load() for item in chunk])
-        for item, (scene, text) in zip(chunk, results):
+        results = predictor.predict_full([item.load() for item in chunk])
+        for item, pred in zip(chunk, results):
+            scene, text = pred.scene, pred.program
             # an unconstrained decode that does not parse gives no scene: score it as empty
             rec = scene_to_clevr(scene if scene is not None else Scene([]), image_filename=item.name,
                                  image_index=len(records))
             rec["program"] = text
+            rec["confidence"], rec["in_domain"] = pred.confidence, pred.in_domain
             records.append(rec)
         bar.update(len(chunk))
     bar.close()
