@@ -122,7 +122,8 @@ class IMPORT_SCENE_OT_image_to_scene(JobOperatorMixin, bpy.types.Operator, Impor
                     self._forget_loaded()
                     raise
         return dict(image=source, image_name=name, label=label, model_dir=model,
-                    device=prefs.device if prefs else "auto", threads=prefs.threads if prefs else 0)
+                    device=prefs.device if prefs else "auto", threads=prefs.threads if prefs else 0,
+                    runtime=prefs.runtime if prefs else "auto")
 
     def _forget_loaded(self) -> None:
         img, self._loaded = getattr(self, "_loaded", None), None
@@ -140,7 +141,7 @@ class IMPORT_SCENE_OT_image_to_scene(JobOperatorMixin, bpy.types.Operator, Impor
             return {"CANCELLED"}
         self._req = req
         job = Job(task.infer, req["image"], model_dir=req["model_dir"], device=req["device"],
-                  threads=req["threads"], image_name=req["image_name"], name="image")
+                  threads=req["threads"], image_name=req["image_name"], runtime=req["runtime"], name="image")
         return self.start_job(context, job)
 
     def finish_job(self, context, job: Job):

@@ -21,6 +21,11 @@ class IGLLM_AddonPreferences(bpy.types.AddonPreferences):
                ("cpu", "CPU", "Always the CPU (the built-in NumPy runtime)"),
                ("cuda", "CUDA", "An NVIDIA GPU (needs the PyTorch runtime)"),
                ("mps", "MPS", "Apple Silicon GPU (needs the PyTorch runtime)")))
+    runtime: EnumProperty(
+        name="Runtime", default="auto",
+        items=(("auto", "Auto", "NumPy on the CPU, PyTorch on a GPU or for models NumPy cannot run"),
+               ("numpy", "NumPy", "The built-in runtime: needs nothing installed"),
+               ("torch", "PyTorch", "The optional PyTorch runtime (install it below)")))
     threads: IntProperty(name="CPU Threads", default=0, min=0, max=256,
                          description="Threads for PyTorch on the CPU; 0 = PyTorch's default")
 
@@ -31,6 +36,7 @@ class IGLLM_AddonPreferences(bpy.types.AddonPreferences):
         if not self.model_dir:
             col.label(text=f"Using the shipped model: {SHIPPED_MODEL_DIR}", icon="INFO")
         row = col.row()
+        row.prop(self, "runtime")
         row.prop(self, "device")
         row.prop(self, "threads")
 
