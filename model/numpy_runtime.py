@@ -355,12 +355,13 @@ def load_numpy_model(ckpt_dir) -> NumpyIGLLM:
 
 def generate(model: NumpyIGLLM, image, max_objects: int | None = None, constrained: bool = True,
              num_objects: int | None = None, max_new_tokens: int | None = None, stop_at_eos: bool = True,
-             stats: dict | None = None, trace: list | None = None, tokens=None):
+             stats: dict | None = None, trace: dict | None = None, tokens=None):
     """Greedy decoding of one preprocessed image [3, H, W] -> (program text, Scene | None).
 
     The same walk as ``decoding.generate`` (grammar slots, jump-forward runs, numbers from
-    the state before each ``<num>``). `trace`, if a list, receives the logits of every
-    decision (tests compare them with torch's)."""
+    the state before each ``<num>``). `trace`, if a dict, receives the fed token ids
+    (``ids``) and each decision's (sequence position, logits) (``decisions``): tests
+    replay them through torch."""
     cfg, tok = model.config, model.tokenizer
     max_objects = max_objects or cfg.max_objects
     if constrained:
@@ -374,6 +375,8 @@ def generate(model: NumpyIGLLM, image, max_objects: int | None = None, constrain
     while True:
         if seq.run:
             n = len(seq.run)
+            if trace is not None:
+                trace.setdefault("ids", []).extend(seq.run)
             hidden = model.lm_step(model.embed[np.asarray(seq.run)], length, cache)
             calls, length, new_tokens = calls + 1, length + n, new_tokens + n
             if model.num_head is not None:
@@ -388,7 +391,7 @@ def generate(model: NumpyIGLLM, image, max_objects: int | None = None, constrain
             break
         logits = model.logits(last)
         if trace is not None:
-            trace.append(logits)
+            trace.setdefault("decisions", []).append((length - 1, logits))
         if seq.allowed == "all":
             seq.choose(int(logits.argmax()))
         else:
