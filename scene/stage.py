@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import contextmanager
 
 import bpy
 from mathutils import Vector
@@ -202,15 +203,42 @@ def configure_render(width: int, height: int, samples: int, *, denoise: bool = F
     return scene
 
 
-def render_to(path: str | os.PathLike, scene: bpy.types.Scene | None = None) -> str:
-    """Render the scene's camera view to a PNG at `path`, atomically (temp file + rename)."""
+@contextmanager
+def quiet_stdout():
+    """Silence Blender's per-render chatter on fd 1 (progress bars, `make demo`)."""
+    try:
+        import sys
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+@contextmanager
+def _no_op():
+    yield
+
+
+def render_to(path: str | os.PathLike, scene: bpy.types.Scene | None = None, quiet: bool = False) -> str:
+    """Render the scene's camera view to a PNG at `path`, atomically (temp file + rename).
+    `quiet`: no per-tile chatter from Blender on stdout."""
     scene = scene or bpy.context.scene
     path = os.fspath(path)
     tmp = f"{path}.tmp-{os.getpid()}.png"
     old = scene.render.filepath
     scene.render.filepath = tmp
     try:
-        bpy.ops.render.render(write_still=True, scene=scene.name)
+        with (quiet_stdout() if quiet else _no_op()):
+            bpy.ops.render.render(write_still=True, scene=scene.name)
         if not os.path.isfile(tmp):
             raise RuntimeError(f"Blender did not write the render to {tmp}")
         os.replace(tmp, path)
