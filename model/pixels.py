@@ -118,13 +118,28 @@ def model_input(rgb: np.ndarray, dims, use_pillow: bool | None = None) -> np.nda
     return normalise(letterbox(rgb, dims, use_pillow))
 
 
+class ImageReadError(ValueError):
+    """An image file that cannot be used; the message names it and the fix."""
+
+
 def read_image(path) -> np.ndarray:
     """An image file -> (H, W, 3) uint8 with Pillow; raises ImportError where it is missing
     (inside Blender the operator reads files with Blender's own loader instead)."""
+    from pathlib import Path
+
     from PIL import Image
 
-    with Image.open(path) as im:
-        im.load()
-        if im.mode in ("RGBA", "LA", "P", "PA", "La", "RGBa"):
-            return to_rgb8(np.asarray(im.convert("RGBA")))
-        return np.asarray(im.convert("RGB"))
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"Image file {path} does not exist; check the path.")
+    if path.stat().st_size == 0:
+        raise ImageReadError(f"Image file {path} is empty; re-export the image.")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("RGBA", "LA", "P", "PA", "La", "RGBa"):
+                return to_rgb8(np.asarray(im.convert("RGBA")))
+            return np.asarray(im.convert("RGB"))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageReadError(f"Image file {path} cannot be read as an image ({type(err).__name__}); "
+                             "use a PNG, JPEG or other common format.") from None
