@@ -103,6 +103,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="predictions JSON to write")
     parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default auto)")
+    parser.add_argument("--runtime", default="auto", choices=("auto", "numpy", "torch"),
+                        help="auto (default): NumPy on the CPU, torch on a GPU")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -119,7 +121,8 @@ def main(args) -> int:
     from ..model.checkpoint import CheckpointError
     from ..model.inference import ModelNotFoundError, Predictor
     try:
-        predictor = Predictor(model_dir=args.model, device=args.device, batch_size=args.batch_size)
+        predictor = Predictor(model_dir=args.model, device=args.device, batch_size=args.batch_size,
+                              runtime=args.runtime)
         records = predict_records(predictor, images, args.batch_size, progress=not args.quiet)
     except (CheckpointError, ModelNotFoundError, PredictError, ImageError, RuntimeError) as err:
         print(f"ig_llm predict: {err}", file=sys.stderr)
