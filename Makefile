@@ -30,7 +30,7 @@ test: $(STAMP)
 	$(VPY) -m pytest -q tests
 
 extension: $(STAMP)
-	$(VPY) -m ig_llm package --out dist
+	$(VPY) -m ig_llm package --out dist --split-platforms
 
 train-default: $(STAMP)
 	$(VPY) -m ig_llm train-default

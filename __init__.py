@@ -30,8 +30,8 @@ def register():
     from .operators import deps, image_to_scene, install_runtime
     from .panels import properties
 
-    # the model runtime a user installed from the preferences (appended: Blender's own
-    # packages, e.g. numpy, keep priority)
+    # the optional torch runtime a user installed from the preferences (appended:
+    # Blender's own packages, e.g. numpy, keep priority)
     site = install_runtime.user_site_packages(create=False)
     if site and deps.add_to_sys_path(site):
         _state["site"] = site
@@ -47,13 +47,11 @@ def register():
 def unregister():
     import bpy
 
+    from .jobs import REGISTRY
     from .operators import deps, image_to_scene
     from .panels import properties
 
-    for job in image_to_scene.ACTIVE.values():  # a job must not outlive its add-on
-        if job is not None and not job.finished:
-            job.cancel()
-    image_to_scene.ACTIVE.update(image=None, install=None)
+    REGISTRY.clear()  # a job must not outlive its add-on
     if _state["cli"] is not None:
         bpy.utils.unregister_cli_command(_state["cli"])
         _state["cli"] = None

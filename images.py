@@ -6,7 +6,9 @@ through: every PIL mode is mapped correctly (16-bit grey is scaled, not clipped 
 white; alpha is composited over the CLIP mean colour the model was trained with), EXIF
 orientation is applied, and the size is checked from the header before any pixel is
 decoded. Every failure is an :class:`ImageError` sentence naming the file and the fix.
-numpy + PIL only (no torch): the operator imports it on a worker thread.
+numpy + PIL only (no torch): the operator imports it on a worker thread. PIL is imported
+inside the functions, so the constants, :func:`check_size` and :class:`ImageError` are the
+one source for ``model/pixels.py`` too (the NumPy runtime, which runs without Pillow).
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ from .errors import UserError
 MAX_PIXELS = 50_000_000   # a 50 MP decode already needs ~150 MB; the model sees a few hundred px
 MAX_SIDE = 20_000
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".tga")
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)   # the model's normalisation (model/pixels.py)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 BACKGROUND = tuple(int(round(m * 255)) for m in CLIP_MEAN)   # what transparent pixels become
 
 

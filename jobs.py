@@ -26,7 +26,7 @@ import traceback
 from enum import Enum
 from typing import Any, Callable
 
-__all__ = ["Cancelled", "Job", "JobState", "Progress"]
+__all__ = ["Cancelled", "Job", "JobRegistry", "JobState", "Progress", "REGISTRY"]
 
 
 class Cancelled(Exception):
@@ -178,3 +178,42 @@ class Job:
             self._thread.join(timeout)
         self.poll()
         return self.finished
+
+
+class JobRegistry:
+    """The one owner of the add-on's background jobs: at most one running job per kind
+    ("image", "install"); the UI, the Cancel button, Esc and ``unregister()`` all go
+    through it, so no job outlives the add-on and every job can be stopped the same way."""
+
+    def __init__(self):
+        self._jobs: dict[str, Job] = {}
+
+    def get(self, kind: str) -> Job | None:
+        return self._jobs.get(kind)
+
+    def running(self, kind: str | None = None) -> bool:
+        jobs = self._jobs.values() if kind is None else [self._jobs.get(kind)]
+        return any(j is not None and not j.finished for j in jobs)
+
+    def add(self, kind: str, job: Job) -> Job:
+        """Own `job` (not started yet); refuses while a job of the same kind runs."""
+        if self.running(kind):
+            raise RuntimeError(f"a {kind} job is already running")
+        self._jobs[kind] = job
+        return job
+
+    def cancel_all(self) -> int:
+        """Cancel every unfinished job; returns how many were stopped."""
+        stopped = 0
+        for job in self._jobs.values():
+            if not job.finished:
+                job.cancel()
+                stopped += 1
+        return stopped
+
+    def clear(self) -> None:
+        self.cancel_all()
+        self._jobs.clear()
+
+
+REGISTRY = JobRegistry()

@@ -10,13 +10,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..images import CLIP_MEAN, CLIP_STD, ImageError, load_image  # noqa: F401 - CLIP_*, ImageError: re-exported
 from ..scene.program import NUM_TOKEN, Scene, format_program
 from ..scene.domain import load_domain
-from .tokenizer import split_pieces
-
-from ..images import CLIP_MEAN, ImageError, load_image  # noqa: F401  (ImageError: re-exported)
-
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+from .pixels import model_input
+from .tokenizer import number_fields, split_pieces  # noqa: F401 - number_fields: re-exported
 
 
 def image_dims(image_size) -> tuple[int, int]:
@@ -33,48 +31,14 @@ def preprocess_image(img, image_size) -> torch.Tensor:
     names the file), padded to the target aspect with the CLIP mean colour (a 3:2 render
     into a 3:2 tower is not padded at all), then resized (bicubic).
     """
-    from PIL import Image
-
     rgb = load_image(img)
-    w, h = rgb.size
-    tw, th = image_dims(image_size)
-    # the smallest canvas of the target aspect that holds the image
-    cw, ch = (w, max(h, round(w * th / tw))) if w * th >= h * tw else (max(w, round(h * tw / th)), h)
-    mean_rgb = tuple(int(round(m * 255)) for m in CLIP_MEAN)
-    canvas = Image.new("RGB", (cw, ch), mean_rgb)
-    canvas.paste(rgb, ((cw - w) // 2, (ch - h) // 2))
-    canvas = canvas.resize((tw, th), Image.BICUBIC)
-    arr = torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(3, 1, 1)
-    return ((arr - mean) / std).contiguous()
+    # letterbox + bicubic + CLIP normalisation: one implementation for both runtimes
+    return torch.from_numpy(model_input(np.asarray(rgb), image_dims(image_size), use_pillow=True))
 
 
 # ---------------------------------------------------------------------------------------
 # programs
 # ---------------------------------------------------------------------------------------
-def number_fields(pieces) -> list[str]:
-    """Field name of every number in a piece sequence, in order: loc0/loc1/loc2/rotation.
-
-    A number is a ``<num>`` piece or, in character mode, a run of sign/digit/point pieces.
-    """
-    fields, current, loc_index, in_number = [], None, 0, False
-    for p in pieces:
-        is_num_char = p in ("+", "-", ".") or p.isdigit()
-        if p == "loc=(":
-            current, loc_index = "loc", 0
-        elif p.endswith("=") and p[:-1].isidentifier():
-            current = p[:-1]
-        elif p in (", ", ",") and current == "loc":
-            loc_index += 1
-        elif p == ")":
-            current = None
-        if p == NUM_TOKEN or (is_num_char and not in_number):
-            fields.append(f"loc{loc_index}" if current == "loc" else (current or "rotation"))
-        in_number = is_num_char
-    return fields
-
-
 def program_text(scene: Scene, config, rng=None, camera=None):
     """(reply text, raw number values) for a scene, as the model is trained to write it.
 

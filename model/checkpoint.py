@@ -19,14 +19,14 @@ import json
 import math
 from pathlib import Path
 
-from . import compat  # noqa: F401
-
 from ..atomic import writing_folder
 from ..errors import UserError
 
 from .config import IGLLMConfig
-from .igllm import IGLLM, torch_dtype
 from .tokenizer import ProgramTokenizer
+
+# torch (via .igllm) is imported inside the functions that need it: read_config and the
+# errors are shared with the NumPy runtime, which runs where torch is absent (Blender).
 
 FORMAT = "ig_llm-checkpoint-1"
 FILES = ("config.json", "model.safetensors", "tokenizer.json", "card.md")
@@ -36,7 +36,7 @@ class CheckpointError(UserError, RuntimeError):
     """A checkpoint folder or file that cannot be used; the message names it and the fix."""
 
 
-def _external_keys(model: IGLLM) -> set[str]:
+def _external_keys(model: "IGLLM") -> set[str]:
     """State-dict keys whose values come from files outside the checkpoint."""
     cfg, skip = model.config, set()
     if cfg.lm_path is None:
@@ -49,8 +49,10 @@ def _external_keys(model: IGLLM) -> set[str]:
     return skip
 
 
-def checkpoint_state(model: IGLLM) -> dict:
+def checkpoint_state(model: "IGLLM") -> dict:
     """The tensors a checkpoint stores (contiguous, cloned, in the storage dtype)."""
+    from .igllm import torch_dtype
+
     skip = _external_keys(model)
     store = torch_dtype(model.config.storage_dtype)
     out = {}
@@ -73,7 +75,7 @@ def _card_text(card) -> str:
     return "\n".join(lines) + "\n"
 
 
-def save_checkpoint(model: IGLLM, out_dir, card: dict | str = "") -> Path:
+def save_checkpoint(model: "IGLLM", out_dir, card: dict | str = "") -> Path:
     """Write the checkpoint folder atomically; an existing folder is replaced. Returns the path."""
     from safetensors.torch import save_file
 
@@ -102,7 +104,14 @@ def check_config(cfg: IGLLMConfig) -> None:
         v = getattr(cfg, name)
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
             raise ValueError(f"{name} is {v!r}, it must be null or a whole number of at least 1")
-    if cfg.image_size % cfg.patch_size:
+    v = cfg.image_height
+    if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+        raise ValueError(f"image_height is {v!r}, it must be null or a whole number of at least 1")
+    if cfg.vision_model == "conv":      # stride 8, then 2x2 cells per token (config.num_image_tokens)
+        w, h = cfg.image_dims
+        if w % 16 or h % 16:
+            raise ValueError(f"image size {w}x{h} is not a multiple of 16 on each side, which the conv tower needs")
+    elif cfg.image_size % cfg.patch_size:
         raise ValueError(f"image_size {cfg.image_size} is not a multiple of patch_size {cfg.patch_size}")
     if cfg.vision_model == "custom" and cfg.vision_width % cfg.vision_heads:
         raise ValueError(f"vision_width {cfg.vision_width} is not divisible by vision_heads {cfg.vision_heads}")
@@ -141,10 +150,12 @@ def _short(err) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def load_checkpoint(ckpt_dir, device: str = "cpu") -> IGLLM:
+def load_checkpoint(ckpt_dir, device: str = "cpu") -> "IGLLM":
     """Rebuild an IGLLM from a checkpoint folder (eval mode, on `device`)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
+
+    from .igllm import IGLLM
 
     ckpt = Path(ckpt_dir)
     if not ckpt.is_dir():

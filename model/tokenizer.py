@@ -34,6 +34,28 @@ def split_pieces(text: str) -> list[str]:
     return PIECE_RE.findall(text)
 
 
+def number_fields(pieces) -> list[str]:
+    """Field name of every number in a piece sequence, in order: loc0/loc1/loc2/rotation.
+
+    A number is a ``<num>`` piece or, in character mode, a run of sign/digit/point pieces.
+    """
+    fields, current, loc_index, in_number = [], None, 0, False
+    for p in pieces:
+        is_num_char = p in ("+", "-", ".") or p.isdigit()
+        if p == "loc=(":
+            current, loc_index = "loc", 0
+        elif p.endswith("=") and p[:-1].isidentifier():
+            current = p[:-1]
+        elif p in (", ", ",") and current == "loc":
+            loc_index += 1
+        elif p == ")":
+            current = None
+        if p == NUM_TOKEN or (is_num_char and not in_number):
+            fields.append(f"loc{loc_index}" if current == "loc" else (current or "rotation"))
+        in_number = is_num_char
+    return fields
+
+
 def attribute_piece(name: str) -> str:
     return "loc=(" if name == "loc" else f"{name}="
 
@@ -52,6 +74,26 @@ def domain_pieces(domain_name: str) -> list[str]:
             seen.add(p)
             out.append(p)
     return out
+
+
+class JsonWordLevel:
+    """The part of a ``tokenizers`` WordLevel tokenizer that ProgramTokenizer reads
+    (its vocabulary), straight from ``tokenizer.json``: Blender has no ``tokenizers``.
+    Encoding is piece by piece (``piece_ids``), so nothing else is needed."""
+
+    def __init__(self, path):
+        import json
+
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        self._vocab = dict(data["model"]["vocab"])
+        for added in data.get("added_tokens", []):
+            self._vocab.setdefault(added["content"], added["id"])
+
+    def get_vocab(self) -> dict:
+        return dict(self._vocab)
+
+    def get_vocab_size(self) -> int:
+        return max(self._vocab.values()) + 1
 
 
 class ProgramTokenizer:
@@ -115,7 +157,10 @@ class ProgramTokenizer:
     def load(cls, in_dir: str | Path, kind: str) -> "ProgramTokenizer":
         in_dir = Path(in_dir)
         if kind == "wordlevel":
-            from tokenizers import Tokenizer
+            try:
+                from tokenizers import Tokenizer
+            except ImportError:  # inside Blender: a word-level vocabulary is plain JSON
+                return cls(JsonWordLevel(in_dir / "tokenizer.json"), "wordlevel")
             return cls(Tokenizer.from_file(str(in_dir / "tokenizer.json")), "wordlevel")
         return cls.from_hf(str(in_dir))
 

@@ -1,9 +1,16 @@
-"""Main thread only: a predicted scene -> Blender data (collection, stage, text datablock).
+"""Main thread only: a predicted scene -> Blender data, as a good guest.
+
+An import only *adds*: one new collection with the objects (and, when asked, a child
+collection with a camera and lamps of its own) plus a Text datablock with the program.
+It never touches the world, the active camera (unless ``set_active_camera``), render or
+colour-management settings, or anything that was there before. Every datablock it makes
+is remembered on the collection, so REPLACE (and :func:`remove_result`) takes all of it
+away again — objects, meshes, materials, cameras, lights, texts, images and camera
+backgrounds — and repeated imports leave no orphans behind.
 
 Everything here runs inside one operator call, so Blender records it as one undo step.
 The order is chosen so that an error leaves nothing behind: the builder validates the
-whole program before it creates anything, and the text datablock, the stage and the
-removal of replaced collections only happen once the new collection exists.
+whole program before it creates anything.
 """
 from __future__ import annotations
 
@@ -11,11 +18,14 @@ import os
 
 import bpy
 
+from ..scene import assets
 from ..scene.builder import build_scene
 from ..scene.program import ProgramError, Scene, parse
 
 TAG_SOURCE = "ig_llm_source"   # on the collection: the image it came from
 TAG_TEXT = "ig_llm_text"       # on the collection: the Text datablock with its program
+TAG_IMAGE = "ig_llm_image"     # on the collection: an Image datablock this import loaded
+TAG_OWNED = "ig_llm_owned"     # on a datablock: made by an import (removed with it)
 
 
 def collection_name_for(image_name: str) -> str:
@@ -25,50 +35,103 @@ def collection_name_for(image_name: str) -> str:
 
 
 def result_collections(bpy_scene) -> list:
-    """Collections made by this add-on and linked to `bpy_scene`."""
+    """Top-level results of this add-on linked to `bpy_scene` (not their camera children)."""
     return [c for c in bpy_scene.collection.children_recursive if TAG_SOURCE in c]
 
 
-def remove_collection(col) -> None:
-    """Delete a result collection, its objects and the meshes only they used."""
-    meshes = {o.data for o in col.objects if o.type == "MESH"}
-    for obj in list(col.objects):
-        bpy.data.objects.remove(obj)
-    bpy.data.collections.remove(col)
-    for mesh in meshes:
-        if mesh.users == 0:
+def _drop_template_meshes() -> None:
+    """The builder copies cached shape meshes; the unused templates would be orphans."""
+    for shape in ("cube", "sphere", "cylinder"):
+        mesh = bpy.data.meshes.get(assets.MESH_PREFIX + shape)
+        if mesh is not None and mesh.users == 0:
             bpy.data.meshes.remove(mesh)
 
 
+def _datablocks_of(block):
+    for kind, blocks in ((bpy.types.Mesh, bpy.data.meshes), (bpy.types.Camera, bpy.data.cameras),
+                         (bpy.types.Light, bpy.data.lights)):
+        if isinstance(block, kind):
+            return blocks
+    return bpy.data.objects   # unreachable for what an import makes
+
+
+def remove_result(col) -> None:
+    """Delete a result collection and every datablock it made that nothing else uses."""
+    cols = [col] + list(col.children_recursive)
+    objects = {o for c in cols for o in c.objects}
+    data = {o.data for o in objects if o.data is not None}
+    materials = {s.material for o in objects for s in o.material_slots if s.material is not None}
+    materials |= {m for d in data if isinstance(d, bpy.types.Mesh) for m in d.materials if m is not None}
+    images = {b.image for d in data if isinstance(d, bpy.types.Camera) for b in d.background_images
+              if b.image is not None and b.image.get(TAG_OWNED)}
+    if col.get(TAG_IMAGE) is not None:
+        images.add(col[TAG_IMAGE])
+    text = col.get(TAG_TEXT)
+    for obj in objects:
+        bpy.data.objects.remove(obj)
+    for c in reversed(cols):
+        bpy.data.collections.remove(c)
+    for block in data:
+        if block.users == 0:
+            _datablocks_of(block).remove(block)
+    for mat in materials:
+        if mat.users == 0:
+            bpy.data.materials.remove(mat)
+    for img in images:
+        if img.users == 0:
+            bpy.data.images.remove(img)
+    if text is not None:
+        for sc in bpy.data.scenes:      # the panel's pointer is ours too
+            settings = getattr(sc, "ig_llm", None)
+            if settings is not None and settings.program == text:
+                settings.program = None
+        if text.users - int(text.use_fake_user) == 0:   # new texts carry a fake user
+            bpy.data.texts.remove(text)
+
+
 def apply_result(bpy_scene, scene: Scene, program: str, *, name: str, source: str,
-                 replace: bool = False, add_stage: bool = True, background_image=None):
+                 replace: bool = False, add_camera: bool = False, set_active_camera: bool = False,
+                 background_image=None):
     """Build `scene` into a new collection called `name`; returns the collection.
 
-    `background_image` (an Image datablock) becomes the camera's background reference.
+    `add_camera`: a child collection with CLEVR's camera and lamps, and
+    `background_image` (an Image datablock) behind that camera; `set_active_camera`
+    makes it the scene's camera (off by default: the user's camera stays).
     Raises ProgramError (before creating anything) when the program is invalid.
     """
     old = result_collections(bpy_scene) if replace else []
     col = build_scene(scene, collection_name=name, bpy_scene=bpy_scene)  # validates first
+    _drop_template_meshes()
     col[TAG_SOURCE] = source
     text = bpy.data.texts.new(f"{col.name} program")
     text.write(program.rstrip("\n") + "\n")
     col[TAG_TEXT] = text
-    if add_stage:
-        from ..scene.stage import setup_stage
+    if background_image is not None and background_image.get(TAG_OWNED):
+        col[TAG_IMAGE] = background_image
+    if add_camera:
+        from ..scene.stage import add_camera_and_lights
 
-        camera = setup_stage(scene=bpy_scene)
+        rig = bpy.data.collections.new(f"{col.name} Camera")
+        col.children.link(rig)
+        camera = add_camera_and_lights(rig, col.name)
         if background_image is not None:
             set_camera_background(camera, background_image)
-    for c in old:
-        remove_collection(c)
+        if set_active_camera:
+            bpy_scene.camera = camera
     settings = getattr(bpy_scene, "ig_llm", None)
     if settings is not None:
         settings.program = text
+    for c in old:
+        remove_result(c)
+    if old and col.name != name and name not in bpy.data.collections:
+        col.name = name                 # the replaced result had the name: take it back
+        text.name = f"{name} program"
     return col
 
 
 def set_camera_background(camera, image) -> None:
-    """Show `image` behind the camera view (the reference, for side-by-side comparison)."""
+    """Show `image` behind the camera view (the reference, for side-by-side comparison);
+    one background per image, however often it is set."""
     data = camera.data
     data.show_background_images = True
     bg = next((b for b in data.background_images if b.image == image), None) or data.background_images.new()
@@ -79,8 +142,15 @@ def set_camera_background(camera, image) -> None:
 
 
 def load_image_datablock(path: str):
-    """The Image datablock for `path` (reused when already loaded)."""
-    return bpy.data.images.load(path, check_existing=True)
+    """The Image datablock for `path`: an existing one is reused (and stays the user's);
+    a new one is marked as ours, so removing the result removes it too."""
+    path = os.path.abspath(path)
+    for img in bpy.data.images:
+        if img.filepath and os.path.abspath(bpy.path.abspath(img.filepath)) == path:
+            return img
+    img = bpy.data.images.load(path, check_existing=False)
+    img[TAG_OWNED] = True
+    return img
 
 
 def rebuild_from_text(bpy_scene, text) -> "bpy.types.Collection":
@@ -93,9 +163,17 @@ def rebuild_from_text(bpy_scene, text) -> "bpy.types.Collection":
     old = next((c for c in result_collections(bpy_scene) if c.get(TAG_TEXT) == text), None)
     name = old.name if old is not None else text.name.removesuffix(" program")
     col = build_scene(scene, collection_name=name + ".rebuild", bpy_scene=bpy_scene)
+    _drop_template_meshes()
     if old is not None:
         col[TAG_SOURCE] = old[TAG_SOURCE]
-        remove_collection(old)
+        for child in list(old.children):     # keep the camera rig and the reference image
+            old.children.unlink(child)
+            col.children.link(child)
+        if old.get(TAG_IMAGE) is not None:
+            col[TAG_IMAGE] = old[TAG_IMAGE]
+        del old[TAG_TEXT]                    # the text stays: it is the program being rebuilt
+        old.pop(TAG_IMAGE, None)
+        remove_result(old)
     else:
         col[TAG_SOURCE] = text.name
     col.name = name
@@ -103,5 +181,5 @@ def rebuild_from_text(bpy_scene, text) -> "bpy.types.Collection":
     return col
 
 
-__all__ = ["ProgramError", "apply_result", "collection_name_for", "rebuild_from_text",
-           "remove_collection", "result_collections", "set_camera_background"]
+__all__ = ["ProgramError", "apply_result", "collection_name_for", "load_image_datablock",
+           "rebuild_from_text", "remove_result", "result_collections", "set_camera_background"]

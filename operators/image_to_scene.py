@@ -1,11 +1,14 @@
 """File > Import > Image to Scene, drag-and-drop, Cancel, Rebuild (Blender main thread).
 
 The operator checks its input on the main thread, then runs :func:`.task.infer` as a
-:class:`..jobs.Job`: in a worker thread under Blender's UI (a modal operator polls the
-job from a window timer, draws progress, and stops it on Esc or the panel's Cancel), or
+:class:`..jobs.Job` through :class:`.modal.JobOperatorMixin`: in a worker thread under
+Blender's UI (progress in the status bar and the sidebar, Esc or Cancel stops it), or
 synchronously in background mode, where there is no event loop. Only this module and
 :mod:`.apply` touch ``bpy.data``, and only once the job has finished successfully —
 a failed or cancelled job leaves the scene exactly as it was.
+
+Without Pillow (Blender ships none) the image file is read here, with Blender's own
+loader, and its pixels go to the worker.
 """
 from __future__ import annotations
 
@@ -16,28 +19,19 @@ from bpy.props import BoolProperty, EnumProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
 from ..errors import UserError
-from ..jobs import Job, JobState
+from ..jobs import REGISTRY, Job, JobState
 from ..scene.program import ProgramError
 from . import apply, task
+from .modal import JobOperatorMixin, tag_redraw
 
 IMAGE_GLOB = ";".join("*" + ext for ext in task.IMAGE_EXTENSIONS)
-
-# The job the UI shows; one image job at a time (the model is big, the CPU is shared).
-ACTIVE: dict[str, Job | None] = {"image": None, "install": None}
+OUT_OF_DOMAIN = ("this picture does not look like the scenes the model was trained on; the result is a guess")
 
 
 def _prefs(context):
     from ..panels.preferences import get_preferences
 
     return get_preferences(context)
-
-
-def _tag_redraw(context) -> None:
-    wm = context.window_manager
-    for window in wm.windows:
-        for area in window.screen.areas:
-            if area.type in ("VIEW_3D", "PREFERENCES"):
-                area.tag_redraw()
 
 
 def _error_sentence(job: Job) -> str:
@@ -52,11 +46,14 @@ def _error_sentence(job: Job) -> str:
             "See the system console for details.")
 
 
-class IMPORT_SCENE_OT_image_to_scene(bpy.types.Operator, ImportHelper):
+class IMPORT_SCENE_OT_image_to_scene(JobOperatorMixin, bpy.types.Operator, ImportHelper):
     """Turn a reference image into an editable 3D scene (IG-LLM)"""
     bl_idname = "import_scene.image_to_scene"
     bl_label = "Image to Scene"
     bl_options = {"REGISTER", "UNDO", "PRESET"}
+
+    job_kind, job_label, state_prefix = "image", "Image to Scene", ""
+    _loaded = None
 
     filename_ext = ""
     filter_glob: StringProperty(default=IMAGE_GLOB, options={"HIDDEN"})
@@ -69,14 +66,13 @@ class IMPORT_SCENE_OT_image_to_scene(bpy.types.Operator, ImportHelper):
     mode: EnumProperty(
         name="Mode", default="ADD",
         items=(("ADD", "Add", "Add a new collection beside what is there"),
-               ("REPLACE", "Replace", "Remove the collections IG-LLM built before")))
-    add_stage: BoolProperty(name="Camera and Lights", default=True,
-                            description="Add the matching CLEVR camera, lamps and backdrop")
+               ("REPLACE", "Replace", "Remove everything earlier IG-LLM imports in this scene created")))
+    add_camera: BoolProperty(name="Camera and Lights", default=False,
+                             description="Add a camera and lamps of its own (CLEVR's) to the new collection")
+    set_active_camera: BoolProperty(name="Make Camera Active", default=False,
+                                    description="Look through the new camera (changes the scene's active camera)")
     set_background: BoolProperty(name="Image as Camera Background", default=True,
-                                 description="Show the reference image behind the camera view")
-
-    _job: Job | None = None
-    _timer = None
+                                 description="Show the reference image behind the new camera's view")
 
     def draw(self, context):
         layout = self.layout
@@ -85,14 +81,18 @@ class IMPORT_SCENE_OT_image_to_scene(bpy.types.Operator, ImportHelper):
         layout.prop(self, "model_dir", text="")
         layout.label(text="Scene", icon="SCENE_DATA")
         layout.prop(self, "mode", expand=True)
-        layout.prop(self, "add_stage")
-        sub = layout.row()
-        sub.enabled = self.add_stage
+        layout.prop(self, "add_camera")
+        sub = layout.column()
+        sub.enabled = self.add_camera
+        sub.prop(self, "set_active_camera")
         sub.prop(self, "set_background")
 
     def invoke(self, context, event):
-        if self.filepath or self.image_name:  # dropped on the viewport, or the panel's Run
+        if self.image_name:             # the panel's Run on an image of the .blend
             return self.execute(context)
+        if self.filepath:               # dropped on the viewport: the options popup, as glTF's
+            popup = getattr(ImportHelper, "invoke_popup", None)
+            return popup(self, context) if popup is not None else self.execute(context)
         return ImportHelper.invoke(self, context, event)
 
     # -- main-thread checks, then the job ------------------------------------------------
@@ -102,20 +102,37 @@ class IMPORT_SCENE_OT_image_to_scene(bpy.types.Operator, ImportHelper):
         prefs = _prefs(context)
         model_dir = self.model_dir or (prefs.model_dir if prefs else "")
         model = task.check_model_dir(bpy.path.abspath(model_dir) if model_dir else None)
+        self._loaded = None             # an Image datablock read here for this run only
         if self.image_name:
             img = bpy.data.images.get(self.image_name)
             if img is None:
                 raise task.TaskError(f"No image called {self.image_name!r} in this file: pick another image.")
-            pixels = _image_pixels(img)
-            source, name, label = pixels, img.name, img.filepath or img.name
+            source, name, label = _image_pixels(img), img.name, img.filepath or img.name
         else:
             path = task.check_image_file(bpy.path.abspath(self.filepath))
-            source, name, label = str(path), path.name, str(path)
+            name, label = path.name, str(path)
+            if task.has_pillow():
+                source = str(path)
+            else:                       # Blender's own loader (it reads every format it opens)
+                img = apply.load_image_datablock(str(path))
+                if img.get(apply.TAG_OWNED):
+                    self._loaded = img
+                try:
+                    source = _image_pixels(img)
+                except UserError:
+                    self._forget_loaded()
+                    raise
         return dict(image=source, image_name=name, label=label, model_dir=model,
-                    device=prefs.device if prefs else "auto", threads=prefs.threads if prefs else 0)
+                    device=prefs.device if prefs else "auto", threads=prefs.threads if prefs else 0,
+                    runtime=prefs.runtime if prefs else "auto")
+
+    def _forget_loaded(self) -> None:
+        img, self._loaded = getattr(self, "_loaded", None), None
+        if img is not None and img.users == 0:
+            bpy.data.images.remove(img)
 
     def execute(self, context):
-        if ACTIVE["image"] is not None and not ACTIVE["image"].finished:
+        if REGISTRY.running(self.job_kind):
             self.report({"ERROR"}, "An Image to Scene job is already running: wait for it or press Cancel.")
             return {"CANCELLED"}
         try:
@@ -125,83 +142,58 @@ class IMPORT_SCENE_OT_image_to_scene(bpy.types.Operator, ImportHelper):
             return {"CANCELLED"}
         self._req = req
         job = Job(task.infer, req["image"], model_dir=req["model_dir"], device=req["device"],
-                  threads=req["threads"], image_name=req["image_name"], name="image")
-        ACTIVE["image"] = job
-        if bpy.app.background or context.window is None:  # no event loop: run here
-            job.run_sync()
-            return self._finish(context, job)
-        state = context.window_manager.ig_llm_job
-        state.running, state.progress, state.status = True, 0.0, "Starting"
-        job.start()
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.1, window=context.window)
-        wm.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
+                  threads=req["threads"], image_name=req["image_name"], runtime=req["runtime"], name="image")
+        return self.start_job(context, job)
 
-    def modal(self, context, event):
-        job = ACTIVE["image"]
-        if job is None:
-            return self._stop(context, {"CANCELLED"})
-        if event.type == "ESC" and event.value == "PRESS":
-            job.cancel()
-        elif event.type != "TIMER":
-            return {"PASS_THROUGH"}  # the rest of Blender keeps working
-        job.poll()
-        state = context.window_manager.ig_llm_job
-        state.progress, state.status = job.fraction, job.text
-        _tag_redraw(context)
-        if not job.finished:
-            return {"PASS_THROUGH"}
-        return self._finish(context, job)
-
-    def _stop(self, context, result):
-        wm = context.window_manager
-        if self._timer is not None:
-            wm.event_timer_remove(self._timer)
-            self._timer = None
-        wm.ig_llm_job.running = False
-        _tag_redraw(context)
-        return result
-
-    def _finish(self, context, job: Job):
+    def finish_job(self, context, job: Job):
         """Main thread: hand the finished job's result over to Blender data."""
-        state = context.window_manager.ig_llm_job
-        if job.state is JobState.CANCELLED:
-            state.status = "Cancelled"
-            self.report({"WARNING"}, "Image to Scene was cancelled; the scene was not changed.")
-            return self._stop(context, {"CANCELLED"})
-        if job.state is JobState.FAILED:
-            state.status = "Failed"
-            if not isinstance(job.error, UserError):
-                print(job.error_traceback)
-            self.report({"ERROR"}, _error_sentence(job))
-            return self._stop(context, {"CANCELLED"})
-        scene, program = job.result
+        if job.state is not JobState.DONE:
+            self._forget_loaded()
+            self._set_state(context, status="Cancelled" if job.state is JobState.CANCELLED else "Failed")
+            if job.state is JobState.CANCELLED:
+                self.report({"WARNING"}, "Image to Scene was cancelled; the scene was not changed.")
+            else:
+                if not isinstance(job.error, UserError):
+                    print(job.error_traceback)
+                self.report({"ERROR"}, _error_sentence(job))
+            return {"CANCELLED"}
+        pred = job.result
         req = self._req
         bg = None
         try:
-            if self.add_stage and self.set_background:
+            if self.add_camera and self.set_background:
                 bg = (bpy.data.images.get(self.image_name) if self.image_name
-                      else apply.load_image_datablock(req["image"]))
+                      else self._loaded or apply.load_image_datablock(req["label"]))
+            self._loaded = None if bg is self._loaded else self._loaded
             col = apply.apply_result(
-                context.scene, scene, program, name=apply.collection_name_for(req["image_name"]),
-                source=req["label"], replace=self.mode == "REPLACE", add_stage=self.add_stage,
-                background_image=bg)
+                context.scene, pred.scene, pred.program, name=apply.collection_name_for(req["image_name"]),
+                source=req["label"], replace=self.mode == "REPLACE", add_camera=self.add_camera,
+                set_active_camera=self.set_active_camera, background_image=bg)
         except (ProgramError, RuntimeError) as exc:
-            if bg is not None and not self.image_name and bg.users == 0:
+            if bg is not None and bg.get(apply.TAG_OWNED) and bg.users == 0:
                 bpy.data.images.remove(bg)  # loaded for this run only: leave no trace
-            state.status = "Failed"
+            self._forget_loaded()
+            self._set_state(context, status="Failed")
             self.report({"ERROR"}, f"The model wrote a program that cannot be built ({exc}): "
                                    "try another model or image.")
-            return self._stop(context, {"CANCELLED"})
+            return {"CANCELLED"}
+        self._forget_loaded()
+        if pred.confidence is not None:
+            col["ig_llm_confidence"] = pred.confidence
+        col["ig_llm_in_domain"] = pred.in_domain
         settings = context.scene.ig_llm
         settings.result_objects = len(col.objects)
         settings.result_seconds = job.seconds
         settings.result_collection = col.name
-        state.progress, state.status = 1.0, "Done"
-        self.report({"INFO"}, f"Built {len(col.objects)} objects in collection '{col.name}' "
-                              f"in {job.seconds:.1f} s.")
-        return self._stop(context, {"FINISHED"})
+        settings.result_confidence = -1.0 if pred.confidence is None else pred.confidence
+        settings.result_in_domain = pred.in_domain
+        self._set_state(context, progress=1.0, status="Done")
+        built = f"Built {len(col.objects)} objects in collection '{col.name}' in {job.seconds:.1f} s."
+        if not pred.in_domain:
+            self.report({"WARNING"}, f"IG-LLM: {OUT_OF_DOMAIN} (confidence {pred.confidence:.2f}). {built}")
+        else:
+            self.report({"INFO"}, built)
+        return {"FINISHED"}
 
 
 def _image_pixels(img):
@@ -226,13 +218,9 @@ class IG_LLM_OT_cancel_job(bpy.types.Operator):
     bl_options = {"INTERNAL"}
 
     def execute(self, context):
-        stopped = False
-        for key, job in ACTIVE.items():
-            if job is not None and not job.finished:
-                job.cancel()
-                stopped = True
-        if not stopped:
+        if not REGISTRY.cancel_all():
             self.report({"INFO"}, "No IG-LLM job is running.")
+        tag_redraw(context)
         return {"FINISHED"}
 
 

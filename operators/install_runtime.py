@@ -1,13 +1,13 @@
-"""Preferences > Install Model Runtime: pip into the extension's user folder, off the main thread."""
+"""Preferences > Install PyTorch Runtime (optional): the right build, asked first, only online."""
 from __future__ import annotations
 
 import bpy
 
 from ..errors import UserError
-from ..jobs import Job, JobState
-from . import deps
-from .image_to_scene import ACTIVE, _tag_redraw
+from ..jobs import REGISTRY, Job, JobState
 from ..panels.common import ROOT_PACKAGE
+from . import deps
+from .modal import JobOperatorMixin
 
 
 def user_site_packages(create: bool = False) -> str | None:
@@ -18,71 +18,80 @@ def user_site_packages(create: bool = False) -> str | None:
         return None
 
 
-class IG_LLM_OT_install_runtime(bpy.types.Operator):
-    """Download and install PyTorch and the model runtime into this extension's user folder"""
+def confirm_message(build: deps.TorchBuild) -> str:
+    return (f"Download about {build.download_mb:,} MB (PyTorch {deps.TORCH_VERSION}, {build.label} build, "
+            "plus transformers and open_clip) into this extension's user folder? Only needed for "
+            "training and GPU models; the shipped model runs without it.")
+
+
+class IG_LLM_OT_install_runtime(JobOperatorMixin, bpy.types.Operator):
+    """Download PyTorch (the build for this computer's platform and GPU) into this extension's user folder. Optional: the shipped model runs without it"""
     bl_idname = "ig_llm.install_runtime"
-    bl_label = "Install Model Runtime"
+    bl_label = "Install PyTorch Runtime"
     bl_options = {"INTERNAL"}
 
-    # for offline installs and tests: a folder of wheels, no index
+    job_kind, job_label, state_prefix = "install", "Installing PyTorch", "install_"
+
+    # for offline installs and tests: a folder of wheels, no index (no network used)
     find_links: bpy.props.StringProperty(options={"HIDDEN", "SKIP_SAVE"})
     requirements: bpy.props.StringProperty(options={"HIDDEN", "SKIP_SAVE"},
                                            description="Space-separated; empty = the runtime")
 
-    _timer = None
+    def invoke(self, context, event):
+        refusal = self._refusal()
+        if refusal:
+            self.report({"ERROR"}, refusal)
+            return {"CANCELLED"}
+        if self.find_links:
+            return self.execute(context)
+        build = deps.torch_build()
+        return context.window_manager.invoke_confirm(
+            self, event, title="Install PyTorch Runtime", message=confirm_message(build), confirm_text="Download")
+
+    def _refusal(self) -> str:
+        """One sentence when nothing may be installed, else ''."""
+        if not self.find_links and not bpy.app.online_access:
+            return deps.offline_sentence()
+        if not self.find_links and deps.torch_build().unsupported:
+            return deps.torch_build().unsupported
+        if REGISTRY.running(self.job_kind):
+            return "The PyTorch runtime is already being installed."
+        return ""
 
     def execute(self, context):
-        if ACTIVE["install"] is not None and not ACTIVE["install"].finished:
-            self.report({"ERROR"}, "The model runtime is already being installed.")
+        refusal = self._refusal()
+        if refusal:
+            self.report({"ERROR"}, refusal)
             return {"CANCELLED"}
         target = user_site_packages(create=False)
         if target is None:
             self.report({"ERROR"}, "Install the extension through Blender (Get Extensions or "
-                                   "Install from Disk) before installing its model runtime.")
+                                   "Install from Disk) before installing its PyTorch runtime.")
             return {"CANCELLED"}
-        reqs = self.requirements.split() or list(deps.RUNTIME_REQUIREMENTS)
-        job = Job(deps.install, target, reqs, find_links=self.find_links or None,
-                  no_index=bool(self.find_links), name="install")
-        ACTIVE["install"] = job
+        if self.find_links:
+            reqs, index_args = self.requirements.split() or list(deps.RUNTIME_REQUIREMENTS), ()
+        else:
+            build = deps.torch_build()
+            reqs, index_args = self.requirements.split() or build.requirements(), build.pip_index_args()
         self._target = target
-        if bpy.app.background or context.window is None:
-            job.run_sync()
-            return self._finish(context, job)
-        state = context.window_manager.ig_llm_job
-        state.install_running, state.install_progress, state.install_status = True, 0.0, "Starting"
-        job.start()
-        self._timer = context.window_manager.event_timer_add(0.2, window=context.window)
-        context.window_manager.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
+        job = Job(deps.install, target, reqs, find_links=self.find_links or None,
+                  no_index=bool(self.find_links), index_args=index_args, name="install")
+        return self.start_job(context, job)
 
-    def modal(self, context, event):
-        job = ACTIVE["install"]
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        job.poll()
-        state = context.window_manager.ig_llm_job
-        state.install_progress, state.install_status = job.fraction, job.text
-        _tag_redraw(context)
-        if not job.finished:
-            return {"PASS_THROUGH"}
-        context.window_manager.event_timer_remove(self._timer)
-        return self._finish(context, job)
-
-    def _finish(self, context, job):
-        state = context.window_manager.ig_llm_job
-        state.install_running = False
+    def finish_job(self, context, job):
+        self._set_state(context, running=False)
         if job.state is JobState.DONE:
             deps.add_to_sys_path(self._target)
-            state.install_status = "Installed"
-            self.report({"INFO"}, f"Model runtime installed into {self._target}.")
+            self._set_state(context, status="Installed")
+            self.report({"INFO"}, f"PyTorch runtime installed into {self._target}.")
             return {"FINISHED"}
         if job.state is JobState.CANCELLED:
-            state.install_status = "Cancelled"
-            self.report({"WARNING"}, "Installing the model runtime was cancelled; nothing was changed.")
+            self._set_state(context, status="Cancelled")
+            self.report({"WARNING"}, "Installing the PyTorch runtime was cancelled; nothing was changed.")
             return {"CANCELLED"}
-        state.install_status = "Failed"
+        self._set_state(context, status="Failed")
         msg = str(job.error) if isinstance(job.error, UserError) else (
-            f"Installing the model runtime failed ({job.error.__class__.__name__}: {job.error}).")
+            f"Installing the PyTorch runtime failed ({job.error.__class__.__name__}: {job.error}).")
         self.report({"ERROR"}, msg)
         return {"CANCELLED"}
 

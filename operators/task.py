@@ -1,12 +1,18 @@
 """Image -> scene program, the part that runs in the worker thread. No bpy here.
 
+The model runs with what Blender already has (NumPy, and the safetensors wheel bundled
+in the extension zip: ``model/numpy_runtime.py``); torch is used when installed and
+faster (a GPU). Images are decoded with Pillow here when it is installed; otherwise the
+operator reads them with Blender's own image loader on the main thread and hands the
+pixels over.
+
 The checks a user's input can fail (runtime missing, model folder missing or corrupt,
 image missing/unreadable/empty/enormous) raise a :class:`..errors.UserError` (TaskError,
 ImageError, CheckpointError) with one sentence naming the problem and the fix; the operator shows that sentence with ``self.report``.
 The cheap checks (:func:`check_runtime`, :func:`check_model_dir`, :func:`check_image_file`)
 run on the main thread before a job starts, so the user hears about a typo at once;
 :func:`infer` repeats what only the worker can find out (decoding the whole image,
-loading the checkpoint) and imports torch — the first time torch is ever imported.
+loading the checkpoint).
 """
 from __future__ import annotations
 
@@ -17,8 +23,8 @@ from pathlib import Path
 
 from ..errors import UserError
 # the one loader's limits and file types (importing ..images loads numpy, not PIL)
-from ..images import IMAGE_SUFFIXES as IMAGE_EXTENSIONS, MAX_SIDE  # noqa: F401
-from .deps import RUNTIME_MODULES, install_hint
+from ..images import IMAGE_SUFFIXES as IMAGE_EXTENSIONS, MAX_PIXELS, MAX_SIDE  # noqa: F401
+from .deps import BUNDLED_MODULES, bundled_hint
 
 # The shipped default model, inside the extension (model/default/).
 SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "model" / "default"
@@ -31,10 +37,10 @@ class TaskError(UserError):
 # ---------------------------------------------------------------------------------------
 # main-thread checks (cheap; nothing is imported or decoded)
 # ---------------------------------------------------------------------------------------
-def missing_runtime_modules() -> list[str]:
-    """Import names of the model runtime (torch, …) that this Python cannot find."""
+def missing_modules(modules) -> list[str]:
+    """Import names of `modules` that this Python cannot find."""
     missing = []
-    for module in RUNTIME_MODULES:
+    for module in modules:
         try:
             found = importlib.util.find_spec(module) is not None
         except (ImportError, ValueError):
@@ -45,9 +51,14 @@ def missing_runtime_modules() -> list[str]:
 
 
 def check_runtime() -> None:
-    missing = missing_runtime_modules()
+    """What the NumPy runtime needs: NumPy (Blender's) and safetensors (the zip's wheel)."""
+    missing = missing_modules(BUNDLED_MODULES)
     if missing:
-        raise TaskError(install_hint(missing))
+        raise TaskError(bundled_hint(missing))
+
+
+def has_pillow() -> bool:
+    return not missing_modules(["PIL"])
 
 
 def resolve_model_dir(model_dir: str | os.PathLike | None) -> Path:
@@ -88,14 +99,19 @@ def check_image_file(path: str | os.PathLike) -> Path:
 # worker side
 # ---------------------------------------------------------------------------------------
 def load_image(source, name: str = "image"):
-    """A path or an (H, W, 3|4) float/uint8 array (top row first) -> RGB PIL image, by the
-    one loader every door uses (``..images``); unusable images raise its ImageError."""
-    from ..images import load_image as load
+    """A path (needs Pillow) or an (H, W[, 1|3|4]) float/uint8 array (top row first, e.g.
+    Blender's pixels) -> (H, W, 3) uint8, by the one loader every door uses (``..images``
+    where Pillow is, ``..model.pixels.to_rgb8`` where it is not: its limits and
+    sentences); unusable images raise its ImageError (a UserError)."""
+    from ..model.pixels import rgb_pixels
 
     if isinstance(source, (str, os.PathLike)):
         p = check_image_file(source)
-        return load(p, name=p.name)
-    return load(source, name)
+        if not has_pillow():
+            raise TaskError(f"Reading the file {p.name} here needs Pillow, which this Blender lacks: "
+                            "open the image in Blender and import it from the Image Editor instead.")
+        return rgb_pixels(p, name=p.name)
+    return rgb_pixels(source, name)
 
 
 def _check_size(width: int, height: int, name: str) -> None:
@@ -107,25 +123,30 @@ _PREDICTORS: dict = {}
 _PREDICTORS_LOCK = threading.Lock()
 
 
-def get_predictor(model_dir: Path, device: str = "auto", threads: int = 0):
+def get_predictor(model_dir: Path, device: str = "auto", threads: int = 0, runtime: str = "auto"):
     """Load (once per folder/device/threads and checkpoint file time) and cache a Predictor."""
     from ..model.inference import Predictor
 
     weights = model_dir / "model.safetensors"
-    key = (str(model_dir), weights.stat().st_mtime_ns if weights.exists() else 0, device, threads)
+    calib = model_dir / "calibration.json"
+    key = (str(model_dir), weights.stat().st_mtime_ns if weights.exists() else 0,
+           calib.stat().st_mtime_ns if calib.exists() else 0, device, threads, runtime)
     with _PREDICTORS_LOCK:
         predictor = _PREDICTORS.get(key)
         if predictor is None:
-            # a CheckpointError is a UserError: its sentence names the file and the fix
-            predictor = Predictor(model_dir=str(model_dir), device=device, threads=threads or None)
+            # CheckpointError, DeviceError, UnsupportedModel are UserErrors: their sentence
+            # names the file (or device) and the fix
+            predictor = Predictor(model_dir=str(model_dir), device=device, threads=threads or None,
+                                  runtime=runtime)
             _PREDICTORS.clear()  # keep one model in memory, not one per folder ever used
             _PREDICTORS[key] = predictor
     return predictor
 
 
 def infer(progress, image, *, model_dir=None, device: str = "auto", threads: int = 0,
-          image_name: str = "image"):
-    """Worker: image (path or pixel array) -> (Scene, program text).
+          image_name: str = "image", runtime: str = "auto"):
+    """Worker: image (path or pixel array) -> :class:`..model.inference.Prediction`
+    (scene, program, confidence, in_domain).
 
     `progress` is a :class:`..jobs.Progress`; each call may raise ``Cancelled``.
     """
@@ -133,11 +154,11 @@ def infer(progress, image, *, model_dir=None, device: str = "auto", threads: int
     check_runtime()
     folder = check_model_dir(model_dir)
     progress(0.05, "Reading the image")
-    pil_image = load_image(image, image_name)
-    progress(0.10, "Loading PyTorch and the model")
-    predictor = get_predictor(folder, device, threads)
+    rgb = load_image(image, image_name)
+    progress(0.10, "Loading the model")
+    predictor = get_predictor(folder, device, threads, runtime)
     progress(0.40, "Writing the scene program")
     # one call; a cancel during it is honoured right after (Job drops the result)
-    scene, program = predictor.predict([pil_image])[0]
+    prediction = predictor.predict_full([rgb])[0]
     progress(0.95, "Building the scene")
-    return scene, program
+    return prediction

@@ -4,8 +4,8 @@ from __future__ import annotations
 import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
 
-from ..operators.deps import RUNTIME_REQUIREMENTS
-from ..operators.task import SHIPPED_MODEL_DIR, missing_runtime_modules
+from ..operators import deps
+from ..operators.task import SHIPPED_MODEL_DIR, missing_modules
 from .common import ROOT_PACKAGE
 
 
@@ -18,11 +18,16 @@ class IGLLM_AddonPreferences(bpy.types.AddonPreferences):
     device: EnumProperty(
         name="Device", default="auto",
         items=(("auto", "Auto", "CUDA or Apple MPS when available, else the CPU"),
-               ("cpu", "CPU", "Always the CPU"),
-               ("cuda", "CUDA", "An NVIDIA GPU"),
-               ("mps", "MPS", "Apple Silicon GPU")))
+               ("cpu", "CPU", "Always the CPU (the built-in NumPy runtime)"),
+               ("cuda", "CUDA", "An NVIDIA GPU (needs the PyTorch runtime)"),
+               ("mps", "MPS", "Apple Silicon GPU (needs the PyTorch runtime)")))
+    runtime: EnumProperty(
+        name="Runtime", default="auto",
+        items=(("auto", "Auto", "NumPy on the CPU, PyTorch on a GPU or for models NumPy cannot run"),
+               ("numpy", "NumPy", "The built-in runtime: needs nothing installed"),
+               ("torch", "PyTorch", "The optional PyTorch runtime (install it below)")))
     threads: IntProperty(name="CPU Threads", default=0, min=0, max=256,
-                         description="Threads for CPU inference; 0 = PyTorch's default")
+                         description="Threads for PyTorch on the CPU; 0 = PyTorch's default")
 
     def draw(self, context):
         layout = self.layout
@@ -31,26 +36,34 @@ class IGLLM_AddonPreferences(bpy.types.AddonPreferences):
         if not self.model_dir:
             col.label(text=f"Using the shipped model: {SHIPPED_MODEL_DIR}", icon="INFO")
         row = col.row()
+        row.prop(self, "runtime")
         row.prop(self, "device")
         row.prop(self, "threads")
 
         box = layout.box()
-        box.label(text="Model Runtime (PyTorch and friends)")
+        box.label(text="Optional: PyTorch Runtime (training, GPU and large models)")
+        box.label(text="Not needed for the shipped model: it runs with what Blender has.", icon="INFO")
         job = context.window_manager.ig_llm_job
-        missing = missing_runtime_modules()
         if job.install_running:
             box.progress(factor=job.install_progress, type="BAR", text=job.install_status or "Installing…")
             box.operator("ig_llm.cancel_job", text="Cancel", icon="CANCEL")
             return
-        if missing:
-            box.label(text="Missing: " + ", ".join(missing), icon="ERROR")
-            box.label(text="Installs " + ", ".join(r.split("=")[0] for r in RUNTIME_REQUIREMENTS)
-                      + " into this extension's user folder (about 1 GB).")
-        else:
+        missing = missing_modules(list(deps.RUNTIME_MODULES))
+        build = deps.torch_build()
+        if not missing:
             box.label(text="Installed", icon="CHECKMARK")
+        elif build.unsupported:
+            box.label(text=build.unsupported, icon="INFO")
+        else:
+            box.label(text=f"For this computer: PyTorch {deps.TORCH_VERSION}, {build.label} build, "
+                           f"about {build.download_mb:,} MB download.")
+            if not bpy.app.online_access:
+                box.label(text="Online access is off (Preferences > System > Network).", icon="ERROR")
         if job.install_status:
             box.label(text=job.install_status)
-        box.operator("ig_llm.install_runtime", icon="IMPORT")
+        row = box.row()
+        row.enabled = bool(missing) and not build.unsupported
+        row.operator("ig_llm.install_runtime", icon="IMPORT")
 
 
 def get_preferences(context=None):

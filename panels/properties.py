@@ -18,15 +18,20 @@ class IGLLM_SceneSettings(bpy.types.PropertyGroup):
                            description="An image datablock of this .blend file")
     replace: BoolProperty(name="Replace Previous", default=False,
                           description="Remove the scenes IG-LLM built before in this scene")
-    add_stage: BoolProperty(name="Camera and Lights", default=True,
-                            description="Add (or update) the matching CLEVR camera, lamps and backdrop")
+    add_camera: BoolProperty(name="Camera and Lights", default=False,
+                             description="Add a camera and lamps of its own (CLEVR's) to the new collection")
+    set_active_camera: BoolProperty(name="Make Camera Active", default=False,
+                                    description="Look through the new camera (changes the scene's active camera)")
     set_background: BoolProperty(name="Image as Camera Background", default=True,
-                                 description="Show the reference image behind the camera view")
+                                 description="Show the reference image behind the new camera's view")
     program: PointerProperty(name="Program", type=bpy.types.Text,
                              description="The scene program (edit it, then Rebuild)")
     result_objects: IntProperty(name="Objects", default=-1)
     result_seconds: FloatProperty(name="Time", default=0.0, unit="TIME_ABSOLUTE")
     result_collection: StringProperty(name="Collection")
+    result_confidence: FloatProperty(name="Confidence", default=-1.0, min=-1.0, max=1.0,
+                                     description="How much the picture looked like the training scenes (-1: unknown)")
+    result_in_domain: BoolProperty(name="Like the Training Scenes", default=True)
 
 
 class IGLLM_JobState(bpy.types.PropertyGroup):

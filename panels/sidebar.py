@@ -28,9 +28,10 @@ class VIEW3D_PT_ig_llm(_IGLLMPanel, bpy.types.Panel):
 
         col = layout.column(align=True)
         col.prop(settings, "replace")
-        col.prop(settings, "add_stage")
-        sub = col.row()
-        sub.enabled = settings.add_stage
+        col.prop(settings, "add_camera")
+        sub = col.column(align=True)
+        sub.enabled = settings.add_camera
+        sub.prop(settings, "set_active_camera")
         sub.prop(settings, "set_background")
 
         if job.running:
@@ -41,13 +42,15 @@ class VIEW3D_PT_ig_llm(_IGLLMPanel, bpy.types.Panel):
             row.scale_y = 1.5
             ready = bool(settings.filepath) if settings.source == "FILE" else settings.image is not None
             row.enabled = ready
+            row.operator_context = "EXEC_DEFAULT"   # the panel already shows the options
             op = row.operator("import_scene.image_to_scene", text="Run", icon="PLAY")
             if settings.source == "FILE":
                 op.filepath = bpy.path.abspath(settings.filepath)
             elif settings.image is not None:
                 op.image_name = settings.image.name
             op.mode = "REPLACE" if settings.replace else "ADD"
-            op.add_stage = settings.add_stage
+            op.add_camera = settings.add_camera
+            op.set_active_camera = settings.set_active_camera
             op.set_background = settings.set_background
             if job.status and job.status not in ("Done",):
                 layout.label(text=job.status, icon="INFO")
@@ -57,6 +60,10 @@ class VIEW3D_PT_ig_llm(_IGLLMPanel, bpy.types.Panel):
             box.label(text=f"{settings.result_objects} objects in '{settings.result_collection}'",
                       icon="OUTLINER_COLLECTION")
             box.label(text=f"Time: {settings.result_seconds:.1f} s", icon="TIME")
+            if not settings.result_in_domain:
+                box.label(text="Not like the training scenes: a guess", icon="ERROR")
+            if settings.result_confidence >= 0:
+                box.label(text=f"Confidence: {settings.result_confidence:.2f}")
 
 
 class VIEW3D_PT_ig_llm_program(_IGLLMPanel, bpy.types.Panel):

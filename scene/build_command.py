@@ -88,7 +88,7 @@ def write_blend(scene, out: Path, *, render: Path | None = None, size=(480, 320)
     import bpy
     from .builder import build_scene
     from .program import ProgramError
-    from .stage import configure_render, render_to, setup_stage
+    from .stage import configure_render, quiet_stdout, render_to, setup_stage
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     try:
@@ -99,11 +99,12 @@ def write_blend(scene, out: Path, *, render: Path | None = None, size=(480, 320)
         setup_stage()
         configure_render(size[0], size[1], samples)
     if render is not None:
-        render_to(render)
+        render_to(render, quiet=True)
         print(f"Rendered {render}")
     with writing(out) as tmp:
         tmp.unlink()    # a file already there would make Blender keep a .blend1 backup of it
-        bpy.ops.wm.save_as_mainfile(filepath=str(tmp), copy=True, compress=True)
+        with quiet_stdout():   # Blender's "Info: Saved …" line
+            bpy.ops.wm.save_as_mainfile(filepath=str(tmp), copy=True, compress=True)
     print(f"Wrote {out} ({len(scene.objects)} objects)")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import contextmanager
 
 import bpy
 from mathutils import Vector
@@ -202,8 +203,34 @@ def configure_render(width: int, height: int, samples: int, *, denoise: bool = F
     return scene
 
 
-def render_to(path: str | os.PathLike, scene: bpy.types.Scene | None = None) -> str:
-    """Render the scene's camera view to a PNG at `path`, atomically (temp file + rename)."""
+@contextmanager
+def quiet_stdout():
+    """Silence Blender's per-render chatter on fd 1 (progress bars, `make demo`)."""
+    try:
+        import sys
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+@contextmanager
+def _no_op():
+    yield
+
+
+def render_to(path: str | os.PathLike, scene: bpy.types.Scene | None = None, quiet: bool = False) -> str:
+    """Render the scene's camera view to a PNG at `path`, atomically (temp file + rename).
+    `quiet`: no per-tile chatter from Blender on stdout."""
     scene = scene or bpy.context.scene
     from ..atomic import writing
 
@@ -212,9 +239,50 @@ def render_to(path: str | os.PathLike, scene: bpy.types.Scene | None = None) -> 
     try:
         with writing(path) as tmp:
             scene.render.filepath = str(tmp)
-            bpy.ops.render.render(write_still=True, scene=scene.name)
+            with (quiet_stdout() if quiet else _no_op()):
+                bpy.ops.render.render(write_still=True, scene=scene.name)
             if not os.path.getsize(tmp):
                 raise RuntimeError(f"Blender did not write the render to {tmp}")
     finally:
         scene.render.filepath = old
     return path
+
+
+# ---------------------------------------------------------------------------------------
+# a guest's stage: the extension's import adds its own camera and lamps to a collection
+# and changes nothing else (no world, no active camera, no backdrop, no render settings)
+# ---------------------------------------------------------------------------------------
+def _look_at(obj, target=(0.0, 0.0, 0.0)) -> None:
+    """Aim -Z at `target` with +Y up, as the renderer's Track To does, without a constraint
+    or a target object (nothing else to keep in the user's scene)."""
+    obj.rotation_mode = "QUATERNION"
+    obj.rotation_quaternion = (Vector(target) - obj.location).to_track_quat("-Z", "Y")
+
+
+def add_camera_and_lights(collection, name: str) -> bpy.types.Object:
+    """CLEVR's base camera, three area lamps and sun as new objects in `collection`;
+    returns the camera. Names start with `name` (Blender makes them unique)."""
+    jitter = StageJitter()
+    data = bpy.data.cameras.new(f"{name} Camera")
+    data.lens, data.sensor_width, data.sensor_fit = LENS_MM, SENSOR_MM, "AUTO"
+    data.clip_start, data.clip_end = CLIP
+    cam = bpy.data.objects.new(f"{name} Camera", data)
+    cam.location = jitter.camera_location()
+    collection.objects.link(cam)
+    _look_at(cam)
+    for lamp_name, (_loc, size, color, power) in LAMPS.items():
+        light = bpy.data.lights.new(f"{name} {lamp_name}", type="AREA")
+        light.shape, light.size = "SQUARE", size
+        light.color, light.energy = color, power
+        obj = bpy.data.objects.new(f"{name} {lamp_name}", light)
+        obj.location = jitter.lamp_location(lamp_name)
+        collection.objects.link(obj)
+        _look_at(obj)
+    sun = bpy.data.lights.new(f"{name} Sun", type="SUN")
+    sun.energy = SUN["strength"]
+    obj = bpy.data.objects.new(f"{name} Sun", sun)
+    obj.location = SUN["location"]
+    obj.rotation_mode = "QUATERNION"
+    obj.rotation_quaternion = Vector(SUN["direction"]).to_track_quat("-Z", "Y")
+    collection.objects.link(obj)
+    return cam

@@ -5,3 +5,38 @@ import tempfile
 os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="ig_llm_blender_user_")
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="ig_llm_cache_")
 os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def python_without_torch():
+    """A Python with `bpy` (and the NumPy it pulls) but no torch, Pillow or safetensors —
+    what a Blender user has. Built once into .cache/venv-bpy from requirements.txt's bpy
+    pin (pip's cache makes it quick after the first time); IG_LLM_NO_TORCH_PYTHON may
+    name an existing one. Skips with the reason when it cannot be made (no network)."""
+    given = os.environ.get("IG_LLM_NO_TORCH_PYTHON")
+    venv = ROOT / ".cache" / "venv-bpy"
+    py = Path(given) if given else venv / "bin" / "python"
+    check = "import bpy, importlib.util as u; assert not any(u.find_spec(m) for m in ('torch', 'PIL', 'safetensors'))"
+    if subprocess.run([str(py), "-c", check], capture_output=True).returncode == 0:
+        return str(py)
+    if given:
+        pytest.skip(f"IG_LLM_NO_TORCH_PYTHON={given} is not a Python with bpy and without torch/Pillow/safetensors")
+    pin = next(ln.strip() for ln in (ROOT / "requirements.txt").read_text().splitlines() if ln.startswith("bpy=="))
+    steps = [[sys.executable, "-m", "venv", "--clear", str(venv)],
+             [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", pin]]
+    for cmd in steps:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+        if proc.returncode != 0:
+            pytest.skip(f"cannot build a torch-free Python with {pin} ({proc.stderr.strip()[-300:]})")
+    if subprocess.run([str(py), "-c", check], capture_output=True).returncode != 0:
+        pytest.skip(f"{py} pulled in torch, Pillow or safetensors; the no-torch check needs a clean one")
+    return str(py)

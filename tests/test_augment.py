@@ -76,7 +76,7 @@ def test_collator_mirrors_deterministically(tmp_path):
     from ig_llm.training.train import Collator
 
     data = make_synthetic_dataset(tmp_path / "d", 4, seed=1)
-    config = make_config("tiny", image_size=64)
+    config = make_config("tiny", image_size=64, image_height=64)   # square, as the dataset below
     tok = ProgramTokenizer.build(config.domain)
     ds = SceneDataset(open_source(data), 64)
     items = [ds[(3, i)] for i in range(4)]

@@ -86,28 +86,26 @@ def test_cli_command_runs_the_shared_parser(capsys):
 
 
 # -- errors leave the scene unchanged ------------------------------------------------------
-def test_torch_missing_gives_one_install_sentence(tmp_path):
-    """A real Python where torch cannot be imported (hidden by a meta-path finder)."""
+def test_without_torch_the_import_runs_on_numpy(tmp_path, standin_model):
+    """A real Python where torch cannot be imported (hidden by a meta-path finder): the
+    import still builds the scene, with the NumPy runtime, and never imports torch."""
+    img = tmp_path / "x.png"
+    _png(img, (64, 48))
     code = f"""
 import sys, importlib.abc
 class Hide(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name == 'torch' or name.startswith('torch.'):
+        if name.split('.')[0] in ('torch', 'transformers', 'open_clip', 'tokenizers'):
             raise ModuleNotFoundError(name)
 sys.meta_path.insert(0, Hide())
 import bpy, ig_llm
 ig_llm.register()
-before = sorted(o.name for o in bpy.data.objects)
-try:
-    bpy.ops.import_scene.image_to_scene(filepath={str(tmp_path / 'x.png')!r})
-except RuntimeError as e:
-    print('MSG', e)
-assert sorted(o.name for o in bpy.data.objects) == before
+print('RESULT', sorted(bpy.ops.import_scene.image_to_scene(filepath={str(img)!r}, model_dir={str(standin_model)!r})))
+print('OBJECTS', len(bpy.data.collections['x'].objects), 'torch' in sys.modules)
 """
-    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=120)
-    assert "MSG" in out.stdout, out.stderr[-2000:]
-    msg = out.stdout.split("MSG", 1)[1]
-    assert "torch missing" in msg and "Install Model Runtime" in msg
+    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "RESULT ['FINISHED']" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
+    assert out.stdout.split("OBJECTS", 1)[1].split()[1] == "False"
 
 
 def test_model_dir_missing(tmp_path):
@@ -178,7 +176,8 @@ def test_load_image_accepts_datablock_pixels():
     arr[:, :, 3] = 1.0  # opaque (transparent pixels become the model's background colour)
     arr[0, :, 0] = 1.0  # top row red
     im = task.load_image(arr)
-    assert im.size == (6, 4) and im.getpixel((0, 0)) == (255, 0, 0) and im.getpixel((0, 3)) == (0, 0, 0)
+    assert im.shape == (4, 6, 3) and im.dtype == np.uint8
+    assert tuple(im[0, 0]) == (255, 0, 0) and tuple(im[3, 0]) == (0, 0, 0)
 
 
 # -- apply / rebuild (main thread) --------------------------------------------------------
@@ -186,28 +185,93 @@ PROGRAM = ("add(shape='cube', color='red', material='metal', size='large', loc=(
            "add(shape='sphere', color='blue', material='rubber', size='small', loc=(+2.000, -1.000, +0.350))\n")
 
 
-def test_apply_result_makes_one_collection_text_stage_and_background(tmp_path):
+def _user_scene():
+    """A user's scene: a world, a camera (active), a cube, their own render/view settings."""
+    scene = bpy.context.scene
+    scene.world = bpy.data.worlds.new("User World")
+    scene.world.color = (0.2, 0.3, 0.4)
+    cam = bpy.data.objects.new("User Camera", bpy.data.cameras.new("User Camera"))
+    scene.collection.objects.link(cam)
+    scene.camera = cam
+    cube = bpy.data.objects.new("User Cube", bpy.data.meshes.new("User Cube"))
+    scene.collection.objects.link(cube)
+    cube.location = (1.0, 2.0, 3.0)
+    scene.render.engine = "BLENDER_WORKBENCH"
+    scene.render.resolution_x = 777
+    scene.view_settings.view_transform = "Filmic" if "Filmic" in [
+        i.identifier for i in scene.view_settings.bl_rna.properties["view_transform"].enum_items] else "AgX"
+    scene.view_settings.exposure = 0.5
+
+
+def _settings():
+    scene = bpy.context.scene
+    return dict(world=scene.world.name, world_color=tuple(scene.world.color), camera=scene.camera.name,
+                engine=scene.render.engine, res=(scene.render.resolution_x, scene.render.resolution_y),
+                view=scene.view_settings.view_transform, exposure=scene.view_settings.exposure,
+                look=scene.view_settings.look, cube=tuple(bpy.data.objects["User Cube"].location),
+                worlds=len(bpy.data.worlds), top=sorted(o.name for o in scene.collection.objects))
+
+
+def _orphans():
+    """Datablocks nothing uses (what File > Clean Up would purge)."""
+    d = bpy.data
+    return sorted(f"{kind}:{x.name}" for kind in ("objects", "meshes", "materials", "texts", "images",
+                                                  "cameras", "lights", "collections", "worlds")
+                  for x in getattr(d, kind) if x.users == 0 and not x.use_fake_user)
+
+
+def test_default_import_only_adds(tmp_path):
     from ig_llm.operators import apply
     from ig_llm.scene.program import parse
 
-    img_path = tmp_path / "CLEVR_x.png"
+    _user_scene()
+    before, objects_before = _settings(), set(bpy.data.objects.keys())
+    col = apply.apply_result(bpy.context.scene, parse(PROGRAM), PROGRAM, name="CLEVR_x", source="x.png")
+    assert _settings() == before
+    assert set(bpy.data.objects.keys()) - objects_before == {o.name for o in col.objects}
+    assert col.name == "CLEVR_x" and len(col.objects) == 2 and not col.children
+    assert all(o.type == "MESH" and o.active_material.use_nodes for o in col.objects)
+    assert col["ig_llm_text"].as_string() == PROGRAM and bpy.context.scene.ig_llm.program == col["ig_llm_text"]
+    assert _orphans() == []
+
+    # asked for: its own camera and lamps in a child collection; the user's camera stays active
+    img_path = tmp_path / "CLEVR_y.png"
     _png(img_path)
     bg = apply.load_image_datablock(str(img_path))
-    col = apply.apply_result(bpy.context.scene, parse(PROGRAM), PROGRAM, name="CLEVR_x",
-                             source=str(img_path), add_stage=True, background_image=bg)
-    assert col.name == "CLEVR_x" and len(col.objects) == 2
-    assert all(o.type == "MESH" and o.active_material.use_nodes for o in col.objects)
-    assert {o["ig_llm_shape"] for o in col.objects} == {"cube", "sphere"}
-    text = col["ig_llm_text"]
-    assert text.as_string() == PROGRAM and bpy.context.scene.ig_llm.program == text
-    cam = bpy.context.scene.camera
-    assert cam is not None and cam.data.background_images[0].image == bg
+    col2 = apply.apply_result(bpy.context.scene, parse(PROGRAM), PROGRAM, name="CLEVR_y", source=str(img_path),
+                              add_camera=True, background_image=bg)
+    assert _settings() == before
+    (rig,) = col2.children
+    cams = [o for o in rig.objects if o.type == "CAMERA"]
+    assert len(cams) == 1 and cams[0].data.background_images[0].image == bg
+    assert len([o for o in rig.objects if o.type == "LIGHT"]) == 4
 
-    # replace: a second import removes the first collection (not the stage)
-    col2 = apply.apply_result(bpy.context.scene, parse(PROGRAM), PROGRAM, name="CLEVR_x",
-                              source=str(img_path), replace=True, add_stage=False)
-    assert [c.name for c in apply.result_collections(bpy.context.scene)] == [col2.name]
-    assert bpy.context.scene.camera == cam
+
+def test_replace_removes_everything_earlier_results_made_and_leaves_no_orphans(tmp_path):
+    from ig_llm.operators import apply
+    from ig_llm.scene.program import parse
+
+    _user_scene()
+    before = _settings()
+    counts = None
+    for i in range(3):    # repeated imports with REPLACE do not pile up
+        img_path = tmp_path / f"img{i}.png"
+        _png(img_path)
+        bg = apply.load_image_datablock(str(img_path))
+        apply.apply_result(bpy.context.scene, parse(PROGRAM), PROGRAM, name=f"img{i}", source=str(img_path),
+                           replace=True, add_camera=True, background_image=bg)
+        now = {k: len(getattr(bpy.data, k)) for k in ("objects", "meshes", "materials", "texts", "images",
+                                                       "cameras", "lights", "collections")}
+        assert counts is None or now == counts
+        counts = now
+    assert [c.name for c in apply.result_collections(bpy.context.scene)] == ["img2"]
+    assert _orphans() == [] and _settings() == before
+    assert [i.name for i in bpy.data.images] == ["img2.png"]
+    # and removing the last result leaves exactly the user's scene
+    apply.remove_result(bpy.data.collections["img2"])
+    assert _orphans() == [] and _settings() == before
+    assert sorted(bpy.data.objects.keys()) == ["User Camera", "User Cube"]
+    assert not bpy.data.texts and not bpy.data.images and not bpy.data.lights and len(bpy.data.cameras) == 1
 
 
 def test_rebuild_from_edited_text_and_bad_edit_changes_nothing():
@@ -215,7 +279,7 @@ def test_rebuild_from_edited_text_and_bad_edit_changes_nothing():
     from ig_llm.scene.program import parse
 
     col = apply.apply_result(bpy.context.scene, parse(PROGRAM), PROGRAM, name="img",
-                             source="img.png", add_stage=False)
+                             source="img.png")
     text = col["ig_llm_text"]
     text.clear()
     text.write(PROGRAM.splitlines()[0] + "\n")  # the user deletes the sphere
@@ -295,7 +359,7 @@ def test_installer_installs_offline_into_target_and_fails_cleanly(tmp_path):
     # a requirement that cannot be found: one sentence, previous install untouched
     job = Job(deps.install, target, ["igtinydep==9.9"], find_links=str(wheels), no_index=True).run_sync()
     assert job.state is JobState.FAILED and isinstance(job.error, deps.InstallError)
-    assert "Installing the model runtime failed" in str(job.error)
+    assert "Installing the torch runtime failed" in str(job.error)
     assert (target / "igtinydep" / "__init__.py").is_file()
 
 
@@ -355,15 +419,20 @@ def test_import_builds_one_collection_with_the_program_objects(tmp_path, standin
     settings = bpy.context.scene.ig_llm
     assert settings.result_objects == len(col.objects) and settings.result_collection == "photo_01"
     assert settings.program == col["ig_llm_text"]
-    cam = bpy.context.scene.camera
-    assert cam.data.background_images[0].image.filepath == str(img)
+    assert bpy.context.scene.camera is None and not bpy.data.images   # nothing but the result
 
-    # the same image from a datablock of the .blend, replacing the first result
+    # with its own camera (the reference behind it), then from a datablock, replacing it
+    assert bpy.ops.import_scene.image_to_scene(filepath=str(img), model_dir=str(standin_model), mode="REPLACE",
+                                                add_camera=True) == {"FINISHED"}
+    col = bpy.data.collections["photo_01"]
+    cam = next(o for o in col.children[0].objects if o.type == "CAMERA")
+    assert cam.data.background_images[0].image.filepath == str(img)
     image = bpy.data.images[img.name]
+    image.use_fake_user = True    # the user keeps it: a REPLACE must not remove their image
     assert bpy.ops.import_scene.image_to_scene(image_name=image.name, model_dir=str(standin_model),
                                                 mode="REPLACE") == {"FINISHED"}
     from ig_llm.operators.apply import result_collections
-    assert len(result_collections(bpy.context.scene)) == 1
+    assert len(result_collections(bpy.context.scene)) == 1 and img.name in bpy.data.images
 
 
 def test_corrupt_checkpoint(tmp_path, standin_model):
@@ -390,3 +459,44 @@ def test_cancel_a_real_inference_job_leaves_the_scene_unchanged(tmp_path, standi
     job.wait(120)
     assert job.state is JobState.CANCELLED and job.result is None and not job.worker_alive
     assert snapshot() == before
+
+
+# -- the optional torch runtime -------------------------------------------------------------
+def test_installer_refuses_when_online_access_is_off_and_changes_nothing(tmp_path):
+    """The bpy module runs with online access off (as a user who unticked it)."""
+    assert not bpy.app.online_access
+    from ig_llm.jobs import REGISTRY
+
+    user = Path(bpy.utils.resource_path("USER"))
+    before = sorted(str(p) for p in user.rglob("*")) if user.exists() else []
+    sys_path = list(sys.path)
+    with pytest.raises(RuntimeError, match="online access is off"):
+        bpy.ops.ig_llm.install_runtime("INVOKE_DEFAULT")
+    with pytest.raises(RuntimeError, match="online access is off"):
+        bpy.ops.ig_llm.install_runtime()
+    assert REGISTRY.get("install") is None and sys.path == sys_path
+    assert (sorted(str(p) for p in user.rglob("*")) if user.exists() else []) == before
+
+
+@pytest.mark.parametrize("system, machine, gpu, label, index", [
+    ("Linux", "x86_64", "nvidia", "NVIDIA CUDA 12.8", "cu128"),
+    ("Windows", "AMD64", "nvidia", "NVIDIA CUDA 12.8", "cu128"),
+    ("Linux", "x86_64", "amd", "AMD ROCm 6.4", "rocm6.4"),
+    ("Linux", "x86_64", "", "CPU", "cpu"),
+    ("Windows", "AMD64", "", "CPU", "cpu"),
+    ("Darwin", "arm64", "", "Apple Silicon (MPS)", None),
+])
+def test_torch_build_per_platform_and_gpu(system, machine, gpu, label, index):
+    build = deps.torch_build(system, machine, gpu)
+    assert build.label == label and not build.unsupported and build.download_mb > 0
+    reqs = build.requirements()
+    assert reqs[0].startswith(f"torch=={deps.TORCH_VERSION}") and any(r.startswith("transformers==") for r in reqs)
+    if index:
+        assert reqs[0].endswith("+" + index) and build.pip_index_args()[-1] == deps.PYTORCH_INDEX + index
+    else:
+        assert build.pip_index_args() == ["--index-url", deps.PYPI]
+
+
+def test_intel_mac_gets_one_sentence_instead_of_a_broken_install():
+    build = deps.torch_build("Darwin", "x86_64", "")
+    assert build.unsupported.startswith("PyTorch publishes no builds") and "runs without it" in build.unsupported

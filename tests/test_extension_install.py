@@ -1,6 +1,10 @@
-"""Done-when test: build the zip, install it into a FRESH Blender user folder, import a
+"""Done-when tests: build the zip, install it into a FRESH Blender user folder, import a
 rendered image through the installed extension, check the collection, then disable and
-uninstall. The install runs in a child process so its user folder is really fresh."""
+uninstall. The install runs in a child process so its user folder is really fresh.
+
+The second test is what an artist gets: a Python with bpy and NumPy but no torch, no
+Pillow and no safetensors — the zip's bundled wheel and the NumPy runtime do the work —
+and the same zip with torch present (runtime forced to PyTorch) writes the same program."""
 import json
 import os
 import subprocess
@@ -14,15 +18,18 @@ torch = pytest.importorskip("torch")
 # the child: everything goes through the INSTALLED extension (bl_ext.user_default.ig_llm)
 CHILD = r"""
 import json, sys, bpy, addon_utils
-zip_path, image, model_dir = sys.argv[-3:]
+zip_path, image, model_dir, runtime = sys.argv[-4:]
 out = {}
 bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
 mod = "bl_ext.user_default.ig_llm"
+bpy.context.preferences.addons[mod].preferences.runtime = runtime
 out["enabled"] = mod in bpy.context.preferences.addons
 out["module_file"] = sys.modules[mod].__file__
 assert hasattr(bpy.types, "IMPORT_SCENE_OT_image_to_scene")
 before = {c.name for c in bpy.data.collections}
 out["result"] = sorted(bpy.ops.import_scene.image_to_scene(filepath=image, model_dir=model_dir))
+out["torch"] = "torch" in sys.modules
+out["pil"] = "PIL" in sys.modules
 new = [c for c in bpy.data.collections if c.name not in before and "ig_llm_source" in c]
 out["collections"] = [c.name for c in new]
 col = new[0]
@@ -72,7 +79,7 @@ def test_install_zip_in_fresh_user_folder_and_import_a_rendered_image(tmp_path):
     # 4. install + run + disable + uninstall in a fresh Blender user folder
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender_user"),
                XDG_CACHE_HOME=str(tmp_path / "cache"), HF_HUB_OFFLINE="1")
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(zip_path), image, str(model_dir)],
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(zip_path), image, str(model_dir), "auto"],
                           capture_output=True, text=True, env=env, timeout=300)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert lines, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -88,3 +95,42 @@ def test_install_zip_in_fresh_user_folder_and_import_a_rendered_image(tmp_path):
         assert built["loc"] == pytest.approx(list(want.loc), abs=1e-3)
         assert built["type"] == "MESH" and built["nodes"]
     assert out["disabled"] and out["op_gone"] and out["uninstalled"]
+
+
+def _install_and_import(python, zip_path, image, model_dir, runtime, tmp):
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp / "blender_user"), XDG_CACHE_HOME=str(tmp / "cache"),
+               HF_HUB_OFFLINE="1", PYTHONPATH="")
+    proc = subprocess.run([python, "-c", CHILD, str(zip_path), str(image), str(model_dir), runtime],
+                          capture_output=True, text=True, env=env, timeout=600)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert lines, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(lines[-1][7:])
+
+
+def test_zip_runs_the_shipped_model_without_torch_and_matches_torch(tmp_path, python_without_torch):
+    """Blender as shipped (bpy + NumPy, nothing installed): File > Import > Image to Scene on
+    a CLEVR image with the zip's own shipped model builds the program's objects; the same
+    zip with torch present and the PyTorch runtime writes the same program."""
+    from ig_llm.demo import EXAMPLE_IMAGE
+    from ig_llm.scene.program import parse
+    from ig_llm.tools import package
+
+    dist = tmp_path / "dist"
+    package.build(dist, split_platforms=True)
+    zip_path = dist / "ig_llm-{}-linux_x64.zip".format(package.manifest()["version"])
+    assert zip_path.is_file() and zip_path.stat().st_size < 20e6
+    plain = _install_and_import(python_without_torch, zip_path, EXAMPLE_IMAGE, "", "auto", tmp_path / "a")
+    assert not plain["torch"] and not plain["pil"]
+    assert plain["enabled"] and plain["result"] == ["FINISHED"] and plain["collections"] == ["clevr_example"]
+    program = parse(plain["program"])
+    assert 1 <= len(program.objects) == len(plain["objects"])
+    for built, want in zip(sorted(plain["objects"], key=lambda o: o["loc"]),
+                           sorted(program.objects, key=lambda o: list(o.loc))):
+        assert (built["shape"], built["color"], built["material"], built["size"]) == \
+            (want.shape, want.color, want.material, want.size)
+        assert built["loc"] == pytest.approx(list(want.loc), abs=1e-3) and built["nodes"]
+    assert plain["disabled"] and plain["uninstalled"]
+
+    with_torch = _install_and_import(sys.executable, zip_path, EXAMPLE_IMAGE, "", "torch", tmp_path / "b")
+    assert with_torch["torch"] and with_torch["result"] == ["FINISHED"]
+    assert with_torch["program"] == plain["program"]

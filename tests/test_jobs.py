@@ -107,3 +107,29 @@ def test_progress_fraction_is_clamped():
     ev.set()
     with pytest.raises(Cancelled):
         Progress(queue.Queue(), ev)(0.1)
+
+
+def test_registry_owns_one_job_per_kind_and_cancels_all():
+    import threading
+
+    from ig_llm.jobs import JobRegistry
+
+    gate = threading.Event()
+
+    def wait(progress):
+        gate.wait(5)
+        progress(1.0)
+
+    reg = JobRegistry()
+    a = reg.add("image", Job(wait)).start()
+    b = reg.add("install", Job(wait)).start()
+    with pytest.raises(RuntimeError, match="already running"):
+        reg.add("image", Job(wait))
+    assert reg.running() and reg.running("image") and reg.get("install") is b
+    assert reg.cancel_all() == 2
+    gate.set()
+    assert a.wait(5) and b.wait(5)
+    assert a.state is JobState.CANCELLED and b.state is JobState.CANCELLED and not reg.running()
+    reg.add("image", Job(lambda p: 1)).run_sync()     # a finished job makes room
+    reg.clear()
+    assert reg.get("image") is None

@@ -22,7 +22,7 @@ from ig_llm.scene.stage import configure_render, render_to  # noqa: E402
 def main(out: Path) -> None:
     bpy.ops.wm.read_factory_settings(use_empty=True)
     ig_llm.register()
-    print(bpy.ops.import_scene.image_to_scene(filepath=str(EXAMPLE_IMAGE), add_stage=True))
+    print(bpy.ops.import_scene.image_to_scene(filepath=str(EXAMPLE_IMAGE), add_camera=True, set_active_camera=True))
     configure_render(480, 320, 32)
     with tempfile.TemporaryDirectory() as tmp:
         render = Path(tmp) / "render.png"

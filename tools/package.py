@@ -1,11 +1,12 @@
-"""`ig_llm package --out dist`: build the installable extension zip with Blender's own tool.
+"""`ig_llm package --out dist`: build the installable extension zips with Blender's own tool.
 
-Blender's `blender_ext.py` (the script behind `blender --command extension build`) ships
-inside the `bpy` wheel and inside every Blender; this command finds it, builds
-``<out>/ig_llm-<version>.zip`` from the repository root following the manifest's
-``[build]`` excludes (tests, docs, datasets, dev files stay out; the shipped model in
-``model/default/`` goes in when present), validates the zip, and moves it into place
-atomically. No bpy import is needed (it would cost a second and ~250 MB).
+The zip is built from an explicit list — the manifest's ``[build] paths`` — copied into a
+clean staging folder (no ``__pycache__``, no hidden or stray files such as demo outputs),
+plus the ``safetensors`` wheels the manifest lists, which :func:`fetch_wheels` downloads
+into ``wheels/`` when missing (``pip download --only-binary=:all: --platform …``, once).
+Blender's ``blender_ext.py`` (it ships inside the ``bpy`` wheel and every Blender) then
+builds and validates ``<out>/ig_llm-<version>.zip`` (all platforms) and, with
+``--split-platforms``, one smaller zip per platform. No bpy import is needed.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import argparse
 import glob
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,6 +28,12 @@ from ..errors import UserError
 ROOT = Path(__file__).resolve().parent.parent
 # Paths that must never reach users (checked after the build, so a manifest typo fails loudly).
 FORBIDDEN_PREFIXES = ("tests/", "docs/", "data/", "runs/", "dist/", ".venv/", ".git/")
+
+
+# manifest platform -> the pip platform tag of its safetensors wheel
+PIP_PLATFORMS = {"windows-x64": "win_amd64", "linux-x64": "manylinux2014_x86_64",
+                 "macos-arm64": "macosx_11_0_arm64", "macos-x64": "macosx_10_12_x86_64"}
+WHEEL_REQUIREMENT = "safetensors==0.8.0"
 
 
 class PackageError(UserError):
@@ -51,7 +59,7 @@ def find_blender_ext() -> Path:
     return Path(sorted(candidates)[0])
 
 
-def manifest(source: Path = ROOT) -> dict:
+def manifest(source: str | os.PathLike = ROOT) -> dict:
     path = Path(source) / "blender_manifest.toml"
     try:
         with open(path, "rb") as fh:
@@ -60,8 +68,51 @@ def manifest(source: Path = ROOT) -> dict:
         raise PackageError(f"{path} cannot be read ({err}); restore it from the repository.") from None
 
 
-def build(out_dir: str | os.PathLike, source: str | os.PathLike = ROOT, python: str | None = None) -> Path:
-    """Build and validate the zip; returns its path in `out_dir`."""
+def fetch_wheels(source: str | os.PathLike = ROOT, python: str | None = None) -> list[Path]:
+    """Download the manifest's wheels that are not in ``<source>/wheels`` yet; returns all of them."""
+    source = Path(source)
+    meta = manifest(source)
+    wanted = [source / w for w in meta.get("wheels", [])]
+    missing = [w for w in wanted if not w.is_file()]
+    for plat in meta.get("platforms", []) if missing else []:
+        cmd = [python or sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+               "--only-binary=:all:", "--no-deps", "--platform", PIP_PLATFORMS[plat], "--python-version", "3.11",
+               "--dest", str(source / "wheels"), WHEEL_REQUIREMENT]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise PackageError(f"Downloading the {plat} wheel of {WHEEL_REQUIREMENT} failed "
+                               f"({(proc.stderr.strip().splitlines() or ['no output'])[-1]}): check the network "
+                               "or put the wheels the manifest lists into wheels/ by hand.")
+    still = [w.name for w in wanted if not w.is_file()]
+    if still:
+        raise PackageError(f"{source / 'wheels'} lacks {', '.join(still)} after pip download: the manifest's wheel names "
+                           f"do not match {WHEEL_REQUIREMENT}; update blender_manifest.toml.")
+    return wanted
+
+
+def staged_files(source: str | os.PathLike = ROOT) -> list[str]:
+    """Every file the zip gets from the source tree (relative paths), from ``[build] paths``."""
+    source = Path(source)
+    out = ["blender_manifest.toml"]
+    for entry in manifest(source)["build"]["paths"]:
+        p = source / entry
+        if p.is_file():
+            out.append(entry)
+        elif p.is_dir():
+            for dirpath, dirnames, filenames in os.walk(p):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
+                for f in sorted(filenames):
+                    if not f.startswith(".") and not f.endswith((".pyc", ".blend1")):
+                        out.append(str((Path(dirpath) / f).relative_to(source)).replace(os.sep, "/"))
+        else:
+            raise PackageError(f"[build] paths in {source / 'blender_manifest.toml'} names {entry}, which does "
+                               "not exist; fix the manifest or restore the file.")
+    return out
+
+
+def build(out_dir: str | os.PathLike, source: str | os.PathLike = ROOT, python: str | None = None,
+          split_platforms: bool = False) -> Path:
+    """Stage, build and validate the zip (and per-platform zips); returns the all-platform zip."""
     source, out_dir = Path(source), check_output(out_dir, "--out", folder=True)
     if not (source / "blender_manifest.toml").is_file():
         raise PackageError(f"{source} has no blender_manifest.toml; run `ig_llm package` from an "
@@ -71,42 +122,59 @@ def build(out_dir: str | os.PathLike, source: str | os.PathLike = ROOT, python: 
     name = f"{meta['id']}-{meta['version']}.zip"
     out_dir.mkdir(parents=True, exist_ok=True)
     python = python or sys.executable
+    wheels = fetch_wheels(source, python)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".package-") as tmp:
-        for cmd in ([python, str(tool), "validate", str(source)],
-                    [python, str(tool), "build", "--source-dir", str(source), "--output-dir", tmp]):
+        stage, built_dir = Path(tmp) / "src", Path(tmp) / "out"
+        built_dir.mkdir()
+        for rel in staged_files(source) + [str(w.relative_to(source)) for w in wheels]:
+            (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / rel, stage / rel)
+        # the stage already is the explicit list: its manifest needs no [build] (the last table)
+        text = (source / "blender_manifest.toml").read_text()
+        (stage / "blender_manifest.toml").write_text(text.split("\n[build]", 1)[0] + "\n")
+        runs = [[python, str(tool), "validate", str(stage)],
+                [python, str(tool), "build", "--source-dir", str(stage), "--output-dir", str(built_dir)]]
+        if split_platforms:
+            runs.append(runs[-1] + ["--split-platforms"])
+        for cmd in runs:
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 raise PackageError(f"`blender_ext.py {cmd[2]}` failed: "
                                    f"{(proc.stdout + proc.stderr).strip().splitlines()[-1:]}")
-        built = Path(tmp) / name
-        if not built.is_file():
+        zips = sorted(built_dir.glob("*.zip"))
+        if not (built_dir / name).is_file():
             raise PackageError(f"blender_ext.py did not write {name}")
-        with zipfile.ZipFile(built) as zf:
-            names = zf.namelist()
-        leaked = sorted({n.split("/")[0] + "/" for n in names if n.startswith(FORBIDDEN_PREFIXES)})
-        if leaked:
-            raise PackageError(f"the zip would contain {', '.join(leaked)}: fix [build] in blender_manifest.toml")
-        proc = subprocess.run([python, str(tool), "validate", str(built)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise PackageError(f"the built zip does not validate: {proc.stdout.strip()} {proc.stderr.strip()}")
-        final = out_dir / name
-        with writing(final) as tmp:
-            os.replace(built, tmp)
-    return final
+        for z in zips:
+            with zipfile.ZipFile(z) as zf:
+                names = zf.namelist()
+            leaked = sorted({n.split("/")[0] + "/" for n in names if n.startswith(FORBIDDEN_PREFIXES)})
+            if leaked:
+                raise PackageError(f"{z.name} would contain {', '.join(leaked)}: fix [build] in blender_manifest.toml")
+            proc = subprocess.run([python, str(tool), "validate", str(z)], capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise PackageError(f"{z.name} does not validate: {proc.stdout.strip()} {proc.stderr.strip()}")
+        for z in zips:
+            with writing(out_dir / z.name) as tmp_zip:
+                os.replace(z, tmp_zip)
+    return out_dir / name
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--out", default="dist", help="output folder (default: dist)")
+    parser.add_argument("--split-platforms", action="store_true",
+                        help="also write one zip per platform (each with only its own wheel)")
     parser.add_argument("--source", default=str(ROOT), help=argparse.SUPPRESS)  # tests only
 
 
 def main(args) -> int:
-    path = build(args.out, args.source)
-    with zipfile.ZipFile(path) as zf:
-        files = zf.namelist()
-    model = [f for f in files if f.startswith("model/default/")]
-    size_mb = path.stat().st_size / 1e6
-    print(f"{path}  ({size_mb:.1f} MB, {len(files)} files, shipped model: "
-          f"{'yes' if model else 'NO (model/default/ missing)'})")
+    path = build(args.out, args.source, split_platforms=args.split_platforms)
+    meta = manifest(args.source)
+    for z in sorted(path.parent.glob(f"{meta['id']}-{meta['version']}*.zip")):
+        with zipfile.ZipFile(z) as zf:
+            files = zf.namelist()
+        model = any(f.startswith("model/default/") for f in files)
+        wheels = sum(f.endswith(".whl") for f in files)
+        print(f"{z}  ({z.stat().st_size / 1e6:.1f} MB, {len(files)} files, {wheels} wheel(s), shipped model: "
+              f"{'yes' if model else 'NO (model/default/ missing)'})")
     print("Install: Blender > Edit > Preferences > Get Extensions > Install from Disk…")
     return 0

@@ -47,7 +47,8 @@ def settings(images: int, reference_images: int) -> list[dict]:
 def child(width: int, height: int, samples: int, bounces: int, adaptive: int, threads: int,
           images: int, offset: int) -> None:
     """Set up, warm up, wait for 'go' on stdin, render `images`, print a JSON result."""
-    from .render import Renderer, quiet_stdout
+    from ..scene.stage import quiet_stdout
+    from .render import Renderer
     out = tempfile.mkdtemp(prefix="ig_llm_bench_")
     with quiet_stdout():
         r = Renderer(width, height, samples, condition="A", seed=12345, split="bench", threads=threads,

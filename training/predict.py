@@ -3,7 +3,9 @@
     python -m ig_llm predict IMAGE_OR_DIR... [--model DIR] --out predictions.json [--batch-size N] [--device auto]
 
 Writes ``{"model": ..., "scenes": [{"image_filename", "program", "objects": [{"shape", "size",
-"material", "color", "3d_coords", "rotation"}]}]}`` (rotation: yaw in radians). Without
+"material", "color", "3d_coords", "rotation"}], "confidence", "in_domain"}]}`` (rotation: yaw in
+radians; confidence 0-1, higher = more like the training scenes, null when the model
+folder has no calibration.json; in_domain false = the program is a guess). Without
 `--model` the shipped default model (``model/default/``) is used. The file is written
 atomically at the end. An image that cannot be read does not stop the run: it is listed
 with its reason under ``"failed"``, and the command ends with exit code 2 and one sentence
@@ -92,12 +94,14 @@ def predict_records(predictor, images: list[ImageItem], batch_size: int = 8, pro
                     raise
                 failed.append({"image_filename": item.name, "path": str(item.path or item.pack.path),
                                "error": str(err)})
-        results = predictor.predict(pixels) if pixels else []
-        for item, (scene, text) in zip(chunk, results):
+        results = predictor.predict_full(pixels) if pixels else []
+        for item, pred in zip(chunk, results):
+            scene, text = pred.scene, pred.program
             # an unconstrained decode that does not parse gives no scene: score it as empty
             rec = scene_to_clevr(scene if scene is not None else Scene([]), image_filename=item.name,
                                  image_index=len(records))
             rec["program"] = text
+            rec["confidence"], rec["in_domain"] = pred.confidence, pred.in_domain
             records.append(rec)
         bar.update(len(images[start:start + batch_size]))
     bar.close()
@@ -111,6 +115,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="predictions JSON to write")
     parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default auto)")
+    parser.add_argument("--runtime", default="auto", choices=("auto", "numpy", "torch"),
+                        help="auto (default): NumPy on the CPU, torch on a GPU")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--strict", action="store_true",
                         help="stop at the first unreadable image (default: predict the rest, list it)")
@@ -122,7 +128,8 @@ def main(args) -> int:
     images = collect_images(args.images)
     out = check_output(args.out, "--out", inputs=[i.path or i.pack.path for i in images])
     from ..model.inference import Predictor
-    predictor = Predictor(model_dir=args.model, device=args.device, batch_size=args.batch_size)
+    predictor = Predictor(model_dir=args.model, device=args.device, batch_size=args.batch_size,
+                          runtime=args.runtime)
     records, failed = predict_records(predictor, images, args.batch_size, progress=not args.quiet,
                                       strict=args.strict)
     report = {"model": str(args.model or "default"), "scenes": records}

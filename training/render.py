@@ -32,24 +32,6 @@ class VisibilityError(RuntimeError):
     """No attempt produced a scene whose objects are all visible enough."""
 
 
-@contextmanager
-def quiet_stdout():
-    """Silence Blender's per-render chatter on fd 1 (it would break the progress bar)."""
-    try:
-        import sys
-        sys.stdout.flush()
-        saved = os.dup(1)
-    except (OSError, ValueError):
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(devnull)
 
 
 def _index_pass_output(scene, directory: str) -> str:
@@ -200,7 +182,7 @@ class Renderer:
         # render to a hidden temp file next to the target, then strip and move it in
         head, name = os.path.split(png_path)
         tmp = os.path.join(head, f".{name}.render-{os.getpid()}.png")
-        with (quiet_stdout() if self.quiet else _null()):
+        with (stage.quiet_stdout() if self.quiet else _null()):
             stage.render_to(tmp, scene=self.scene)
         strip_png_metadata(tmp, png_path)
         return read_index_pass(self.index_path)
