@@ -80,6 +80,7 @@ def write_outputs(results: dict, args) -> None:
     print("\n".join(lines))
     if args.figure:
         import matplotlib
+        import matplotlib.ticker
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
@@ -90,6 +91,7 @@ def write_outputs(results: dict, args) -> None:
                 ax.plot(sizes, [100 * y if metric != "l2" else y for y in ys], marker="o", label=s)
             ax.set_xscale("log")
             ax.set_xticks(sizes, [str(n) for n in sizes])
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())   # only the sizes as labels
             ax.set_xlabel("training scenes (condition A)")
             ax.set_title(title + (" %" if metric != "l2" else ""))
             ax.grid(alpha=0.3)
