@@ -26,7 +26,7 @@ def python_without_torch():
     venv = ROOT / ".cache" / "venv-bpy"
     py = Path(given) if given else venv / "bin" / "python"
     check = "import bpy, importlib.util as u; assert not any(u.find_spec(m) for m in ('torch', 'PIL', 'safetensors'))"
-    if subprocess.run([str(py), "-c", check], capture_output=True).returncode == 0:
+    if py.exists() and subprocess.run([str(py), "-c", check], capture_output=True).returncode == 0:
         return str(py)
     if given:
         pytest.skip(f"IG_LLM_NO_TORCH_PYTHON={given} is not a Python with bpy and without torch/Pillow/safetensors")
