@@ -22,6 +22,13 @@ def excerpt(text, limit: int = EXCERPT) -> str:
     return repr(text[:limit]) + f"... ({len(text)} characters)"
 
 
+def brief(err: Exception, limit: int = 120) -> str:
+    """An exception's message on one line, cut to `limit` characters: what goes in the
+    brackets of a sentence such as 'Checkpoint file X is corrupt (...); copy it again.'."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def worker_message(err: Exception) -> str:
     """The original sentence of an error re-raised by a torch DataLoader worker (whose
     message also carries the worker's traceback text)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from .errors import UserError, brief
 
 MAX_PIXELS = 50_000_000   # a 50 MP decode already needs ~150 MB; the model sees a few hundred px
 MAX_SIDE = 20_000
@@ -82,12 +82,7 @@ def _decode(opener, name):
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         if isinstance(err, UserError):
             raise
-        raise ImageError(f"Image file {name} cannot be read ({_short(err)}); re-export it or remove it.") from None
-
-
-def _short(err) -> str:
-    text = str(err).strip() or type(err).__name__
-    return text if len(text) <= 80 else text[:77] + "..."
+        raise ImageError(f"Image file {name} cannot be read ({brief(err, 80)}); re-export it or remove it.") from None
 
 
 def to_rgb(img, name="<image>"):

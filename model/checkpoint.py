@@ -20,7 +20,7 @@ import math
 from pathlib import Path
 
 from ..atomic import writing_folder
-from ..errors import UserError
+from ..errors import UserError, brief
 
 from .config import IGLLMConfig
 from .tokenizer import ProgramTokenizer
@@ -145,23 +145,20 @@ def read_config(ckpt: Path) -> tuple[IGLLMConfig, str]:
                               "re-save the checkpoint or restore the file.") from None
 
 
-def _short(err) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= 120 else text[:117] + "..."
-
-
-def load_checkpoint(ckpt_dir, device: str = "cpu") -> "IGLLM":
-    """Rebuild an IGLLM from a checkpoint folder (eval mode, on `device`)."""
+def read_checkpoint_files(ckpt_dir, load_file, finite, check_kind=None):
+    """(folder, config, tokenizer, weights path, tensors) of a checkpoint, every file
+    checked — the one reader both runtimes use. `load_file` is safetensors' torch or NumPy
+    loader, `finite(tensor)` says whether a floating tensor holds no NaN/inf, and
+    `check_kind(folder, kind)` may refuse a tokenizer kind before it is loaded."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from .igllm import IGLLM
 
     ckpt = Path(ckpt_dir)
     if not ckpt.is_dir():
         raise CheckpointError(f"Checkpoint folder {ckpt} does not exist; train one with `ig_llm train` "
                               "or pass the right folder.")
     config, kind = read_config(ckpt)
+    if check_kind is not None:
+        check_kind(ckpt, kind)
     tok_path = ckpt / "tokenizer.json"
     if not tok_path.is_file():
         raise CheckpointError(f"Checkpoint file {tok_path} is missing; copy it back from where the "
@@ -178,12 +175,23 @@ def load_checkpoint(ckpt_dir, device: str = "cpu") -> "IGLLM":
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"Checkpoint file {weights} is truncated or corrupt ({err}); "
+        raise CheckpointError(f"Checkpoint file {weights} is truncated or corrupt ({brief(err)}); "
                               "copy it again or re-save the checkpoint.") from None
-    bad = next((k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())), None)
+    bad = next((k for k, v in state.items() if not finite(v)), None)
     if bad is not None:
         raise CheckpointError(f"Checkpoint file {weights} holds NaN or infinite weights (in {bad}); the "
                               "training diverged: use an earlier checkpoint or retrain with a lower --lr.")
+    return ckpt, config, tokenizer, weights, state
+
+
+def load_checkpoint(ckpt_dir, device: str = "cpu") -> "IGLLM":
+    """Rebuild an IGLLM from a checkpoint folder (eval mode, on `device`)."""
+    from safetensors.torch import load_file
+
+    from .igllm import IGLLM
+
+    ckpt, config, tokenizer, weights, state = read_checkpoint_files(
+        ckpt_dir, load_file, lambda v: not v.is_floating_point() or bool(v.isfinite().all()))
     # a built LM has nothing to load; a local LM loads its base weights from lm_path
     try:
         model = IGLLM(config, tokenizer, load_weights=config.lm_path is not None,
@@ -192,7 +200,7 @@ def load_checkpoint(ckpt_dir, device: str = "cpu") -> "IGLLM":
         if isinstance(err, UserError):
             raise
         raise CheckpointError(f"Checkpoint file {ckpt / 'config.json'} describes a model that cannot be built "
-                              f"({_short(err)}); use the config.json saved with these weights.") from None
+                              f"({brief(err)}); use the config.json saved with these weights.") from None
     expected = model.state_dict()
     needed = set(expected) - _external_keys(model)
     missing = sorted(needed - set(state))

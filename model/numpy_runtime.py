@@ -18,15 +18,13 @@ One image at a time (Blender imports one picture; batching only pays for a GPU).
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, brief
 from ..scene.domain import load_domain
-from .checkpoint import CheckpointError, read_config
+from .checkpoint import CheckpointError, read_checkpoint_files
 from .grammar import ConstrainedSeq, FreeSeq, ProgramGrammar, number_limits, store_number
-from .tokenizer import ProgramTokenizer
 
 RMS_EPS = 1e-6          # transformers' LlamaConfig default (this project never changes it)
 ROPE_THETA = 10000.0    # idem
@@ -326,40 +324,16 @@ class NumpyIGLLM:
 
 def load_numpy_model(ckpt_dir) -> NumpyIGLLM:
     """A checkpoint folder -> NumpyIGLLM; problems with files raise CheckpointError."""
-    from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
-    ckpt = Path(ckpt_dir)
-    if not ckpt.is_dir():
-        raise CheckpointError(f"Checkpoint folder {ckpt} does not exist; train one with `ig_llm train` "
-                              "or pass the right folder.")
-    config, kind = read_config(ckpt)
-    if kind != "wordlevel":
-        raise UnsupportedModel(f"Checkpoint {ckpt} uses a Hugging Face tokenizer; install the torch runtime for it.")
-    # the same checks, in the same words, as checkpoint.load_checkpoint (torch)
-    tok_path = ckpt / "tokenizer.json"
-    if not tok_path.is_file():
-        raise CheckpointError(f"Checkpoint file {tok_path} is missing; copy it back from where the "
-                              "checkpoint was trained.")
-    try:
-        tokenizer = ProgramTokenizer.load(ckpt, kind)
-    except Exception as err:
-        raise CheckpointError(f"Checkpoint file {tok_path} cannot be read ({type(err).__name__}); "
-                              "the file is corrupt — copy it again.") from None
-    weights = ckpt / "model.safetensors"
-    if not weights.is_file():
-        raise CheckpointError(f"Checkpoint file {weights} is missing; copy it back from where the "
-                              "checkpoint was trained.")
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"Checkpoint file {weights} is truncated or corrupt ({_short(err)}); "
-                              "copy it again or re-save the checkpoint.") from None
-    bad = next((k for k, v in state.items()
-                if np.issubdtype(v.dtype, np.floating) and not bool(np.isfinite(v).all())), None)
-    if bad is not None:
-        raise CheckpointError(f"Checkpoint file {weights} holds NaN or infinite weights (in {bad}); the "
-                              "training diverged: use an earlier checkpoint or retrain with a lower --lr.")
+    def wordlevel_only(ckpt, kind):
+        if kind != "wordlevel":
+            raise UnsupportedModel(f"Checkpoint {ckpt} uses a Hugging Face tokenizer; install the torch runtime "
+                                   "for it.")
+
+    ckpt, config, tokenizer, weights, state = read_checkpoint_files(
+        ckpt_dir, load_file, lambda v: not np.issubdtype(v.dtype, np.floating) or bool(np.isfinite(v).all()),
+        check_kind=wordlevel_only)
     try:
         model = NumpyIGLLM(config, tokenizer, state)
         _check_shapes(model)
@@ -370,13 +344,8 @@ def load_numpy_model(ckpt_dir) -> NumpyIGLLM:
         if isinstance(err, UserError):
             raise
         raise CheckpointError(f"Checkpoint file {weights} does not match {ckpt / 'config.json'} "
-                              f"({_short(err)}); use the config.json saved with these weights.") from None
+                              f"({brief(err)}); use the config.json saved with these weights.") from None
     return model
-
-
-def _short(err) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _check_shapes(model: NumpyIGLLM) -> None:

@@ -37,12 +37,11 @@ import numpy as np
 
 from ..atomic import write_json
 from .dataset import resize_nearest
-from .options import STAGE1_SCOPE, RunOptions, check_resume
-from .run import (RunLog, TrainError, any_rank, barrier, checkpoint_dirs, fmt_time, hardware,
-                  load_training_checkpoint, lr_factor, save_tensors, save_training_checkpoint, seed_all,
-                  setup_distributed, wrap_ddp)
+from .options import RunOptions
+from .run import (TrainError, any_rank, barrier, fmt_time, hardware, lr_factor,
+                  open_stage1, resume_stage1, save_tensors, save_training_checkpoint, seed_all, stage1_stop,
+                  wrap_ddp)
 
-VISION_FILE = "vision.safetensors"
 STRIDE = 8                 # tower grid: one cell per 8x8 pixels
 MIN_CELL_PIXELS = 8        # an object owns a cell where it covers at least 1/8 of it
 HEAT_SIGMA = 1.0           # centre heat-map spread, in cells
@@ -302,13 +301,7 @@ def run_dense_stage1(args, config) -> Path | None:
     from ..scene.domain import load_domain
     from .dataset import StepBatches, open_training_sources
 
-    run_dir = Path(args.out) / "stage1"
-    out_file = run_dir / VISION_FILE
-    dist, device = setup_distributed(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log = RunLog(Path(args.out) / "train.log", dist.main)
+    run_dir, out_file, dist, device, log = open_stage1(args)
     if out_file.is_file():
         log(f"stage 1: {out_file} exists, skipped")
         return out_file
@@ -321,15 +314,8 @@ def run_dense_stage1(args, config) -> Path | None:
     warmup = max(1, int(round(0.05 * steps)))
     opt = torch.optim.AdamW(model.parameters(), lr=args.stage1_lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, warmup))
-    start = 0
-    ckpts = checkpoint_dirs(run_dir)
-    if ckpts and not args.resume:
-        raise TrainError(f"{run_dir} already has stage 1 checkpoints; pass --resume or pick a new --out.")
     options = RunOptions.from_args(args)
-    if ckpts:
-        check_resume(options, ckpts[-1], STAGE1_SCOPE)
-        start, _ = load_training_checkpoint(ckpts[-1], model, opt, sched, dist, device)
-        log(f"stage 1: resumed from {ckpts[-1]} at step {start}")
+    start = resume_stage1(run_dir, args, options, model, opt, sched, dist, device, log)
     wrapped = wrap_ddp(model, dist, device)
 
     source = open_training_sources(args.data, args.limit)
@@ -340,7 +326,7 @@ def run_dense_stage1(args, config) -> Path | None:
         log(f"stage 1 (dense): conv tower ({n_vis / 1e6:.2f} M params) on {len(source)} images "
             f"(targets + pixels in {time.time() - t_load:.0f} s), hue rotation p={hue_prob}, {steps} steps x "
             f"{bsz} x {dist.world} process(es); device {hardware(device)}")
-    stop = steps if (args.stop_at is None or args.stage != "1") else min(steps, args.stop_at)
+    stop = stage1_stop(args, steps)
     loader = DataLoader(data, batch_sampler=StepBatches(len(data), bsz, args.seed + 1, start, stop, dist.rank,
                                                         dist.world),
                         num_workers=0, collate_fn=DenseCollator(args.seed, hue_prob), generator=torch.Generator())

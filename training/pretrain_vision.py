@@ -24,12 +24,11 @@ import sys
 import time
 from pathlib import Path
 
-from .options import STAGE1_SCOPE, RunOptions, check_resume
-from .run import (RunLog, TrainError, any_rank, checkpoint_dirs, fmt_time, hardware, load_training_checkpoint,
-                  lr_factor, save_tensors, save_training_checkpoint, seed_all, setup_distributed, to_device,
+from .options import RunOptions
+from .run import (TrainError, any_rank, fmt_time, hardware, lr_factor, open_stage1,
+                  resume_stage1, save_tensors, save_training_checkpoint, seed_all, stage1_stop, to_device,
                   wrap_ddp)
 
-VISION_FILE = "vision.safetensors"
 LOC_BIN = 0.5
 LOC_RANGE = 4.0        # bins cover [-4, 4]; CLEVR places objects in [-3, 3]
 TEXT_WIDTH, TEXT_HEADS, TEXT_LAYERS = 128, 4, 3
@@ -149,13 +148,7 @@ def run_stage1(args) -> Path | None:
     from .dataset import SceneDataset, StepBatches, open_training_sources
     from .train import build_config
 
-    run_dir = Path(args.out) / "stage1"
-    out_file = run_dir / VISION_FILE
-    dist, device = setup_distributed(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log = RunLog(Path(args.out) / "train.log", dist.main)
+    run_dir, out_file, dist, device, log = open_stage1(args)
     if out_file.is_file():
         log(f"stage 1: {out_file} exists, skipped")
         return out_file
@@ -174,16 +167,9 @@ def run_stage1(args) -> Path | None:
     opt = torch.optim.AdamW(_param_groups(model, 0.1), lr=args.stage1_lr, betas=(0.9, 0.98), eps=1e-6)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, warmup))
 
-    start = 0
-    ckpts = checkpoint_dirs(run_dir)
-    if ckpts and not args.resume:
-        raise TrainError(f"{run_dir} already has stage 1 checkpoints; pass --resume or pick a new --out.")
     options = RunOptions.from_args(args)
-    if ckpts:
-        check_resume(options, ckpts[-1], STAGE1_SCOPE)
-        start, _ = load_training_checkpoint(ckpts[-1], model, opt, sched, dist, device)
-        log(f"stage 1: resumed from {ckpts[-1]} at step {start}")
-    else:
+    start = resume_stage1(run_dir, args, options, model, opt, sched, dist, device, log)
+    if start == 0:
         torch.manual_seed(args.seed * 1000 + dist.rank)
     wrapped = wrap_ddp(model, dist, device)
 
@@ -193,8 +179,7 @@ def run_stage1(args) -> Path | None:
         log(f"stage 1: contrastive pre-training of the visual tower ({n_vis / 1e6:.2f} M params) on "
             f"{len(source)} images, caption '{mode}' (context {context}), {steps} steps x {bsz} x "
             f"{dist.world} process(es); device {hardware(device)}")
-    # --stop-at is a stage 2 option unless stage 1 runs alone
-    stop = steps if (args.stop_at is None or args.stage != "1") else min(steps, args.stop_at)
+    stop = stage1_stop(args, steps)
     loader = DataLoader(SceneDataset(source, config.image_dims, cache=args.cache_images, workers=args.workers,
                                      raw=True),
                         batch_sampler=StepBatches(len(source), bsz, args.seed + 1, start, stop, dist.rank, dist.world),
@@ -262,4 +247,4 @@ def run_stage1(args) -> Path | None:
     return out_file
 
 
-__all__ = ["run_stage1", "build_clip", "CaptionVocab", "VISION_FILE"]
+__all__ = ["run_stage1", "build_clip", "CaptionVocab"]

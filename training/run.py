@@ -19,6 +19,7 @@ from pathlib import Path
 from ..errors import UserError
 
 CHECKPOINT_PREFIX = "step_"
+VISION_FILE = "vision.safetensors"     # what stage 1 hands to stage 2 (``--vision-weights``)
 
 
 class TrainError(UserError, ValueError):
@@ -283,3 +284,38 @@ def save_tensors(module, path: Path, prefix: str = "visual") -> Path:
     with writing(path) as tmp:
         save_file(state, str(tmp), metadata={"format": f"ig_llm-{prefix}"})
     return path
+
+
+# ---------------------------------------------------------------------------------------
+# stage 1 (either tower): the run folder and resuming
+# ---------------------------------------------------------------------------------------
+def open_stage1(args):
+    """(run_dir, out_file, dist, device, log) of a stage-1 run: RUN_DIR/stage1, whose
+    finished tower is ``out_file`` (the caller skips the stage when it exists)."""
+    import torch
+    run_dir = Path(args.out) / "stage1"
+    dist, device = setup_distributed(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir, run_dir / VISION_FILE, dist, device, RunLog(Path(args.out) / "train.log", dist.main)
+
+
+def resume_stage1(run_dir: Path, args, options, model, opt, sched, dist: Dist, device, log) -> int:
+    """The step a stage-1 run starts at: 0, or its last checkpoint's (with --resume, and
+    only if the run's options still match)."""
+    from .options import STAGE1_SCOPE, check_resume
+    ckpts = checkpoint_dirs(run_dir)
+    if ckpts and not args.resume:
+        raise TrainError(f"{run_dir} already has stage 1 checkpoints; pass --resume or pick a new --out.")
+    if not ckpts:
+        return 0
+    check_resume(options, ckpts[-1], STAGE1_SCOPE)
+    start, _ = load_training_checkpoint(ckpts[-1], model, opt, sched, dist, device)
+    log(f"stage 1: resumed from {ckpts[-1]} at step {start}")
+    return start
+
+
+def stage1_stop(args, steps: int) -> int:
+    """Where stage 1 stops this time: --stop-at is a stage-2 option unless stage 1 runs alone."""
+    return steps if (args.stop_at is None or args.stage != "1") else min(steps, args.stop_at)
