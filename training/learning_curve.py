@@ -120,6 +120,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="folder for the runs and the tables")
     p.add_argument("--figure", help="PNG path for the plot")
     args = p.parse_args(argv)
+    missing = next((d for d in [*args.data, *args.val] if not Path(d).is_dir()), None)
+    if missing:
+        print(f"learning_curve: dataset folder {missing} does not exist; render it with `ig_llm generate`.",
+              file=sys.stderr)
+        return 2
     Path(args.out).mkdir(parents=True, exist_ok=True)
     results = {n: score(run_size(n, args), n, args) for n in sorted(set(args.sizes))}
     write_outputs(results, args)

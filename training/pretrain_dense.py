@@ -38,8 +38,8 @@ import numpy as np
 from ..atomic import write_json
 from .dataset import resize_nearest
 from .options import RunOptions
-from .run import (TrainError, any_rank, barrier, fmt_time, hardware, lr_factor,
-                  open_stage1, resume_stage1, save_tensors, save_training_checkpoint, seed_all, stage1_stop,
+from .run import (TrainError, barrier, fmt_time, hardware, lr_factor,
+                  open_stage1, resume_stage1, save_tensors, seed_all, stage1_checkpoint, stage1_stop,
                   wrap_ddp)
 
 STRIDE = 8                 # tower grid: one cell per 8x8 pixels
@@ -357,12 +357,8 @@ def run_dense_stage1(args, config) -> Path | None:
                 + f" lr {sched.get_last_lr()[0]:.2e} {rate * bsz * dist.world:.1f} img/s elapsed {fmt_time(el)} "
                   f"eta {fmt_time((steps - step) / max(rate, 1e-9))}")
             window = []
-        out_of_time = any_rank(args.max_minutes is not None and time.time() - t0 > 60 * args.max_minutes,
-                               dist, device)
-        if step % args.save_every == 0 or step == stop or out_of_time:
-            save_training_checkpoint(run_dir, step, wrapped, opt, sched,
-                                     {"stage": "dense", "options": options.to_dict()}, dist, args.keep)
-        if out_of_time and step < steps:
+        if stage1_checkpoint(args, step, stop, steps, t0, run_dir, wrapped, opt, sched,
+                             {"stage": "dense", "options": options.to_dict()}, dist, device):
             stopped = True
             break
     bar.close()

@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 from .options import RunOptions
-from .run import (TrainError, any_rank, fmt_time, hardware, lr_factor, open_stage1,
-                  resume_stage1, save_tensors, save_training_checkpoint, seed_all, stage1_stop, to_device,
+from .run import (TrainError, fmt_time, hardware, lr_factor, open_stage1,
+                  resume_stage1, save_tensors, seed_all, stage1_checkpoint, stage1_stop, to_device,
                   wrap_ddp)
 
 LOC_BIN = 0.5
@@ -222,12 +222,8 @@ def run_stage1(args) -> Path | None:
                 f"scale {model.logit_scale.exp().item():.1f} lr {sched.get_last_lr()[0]:.2e} "
                 f"elapsed {fmt_time(el)} eta {fmt_time((steps - step) / max(rate, 1e-9))}")
             window = []
-        out_of_time = any_rank(args.max_minutes is not None and time.time() - t0 > 60 * args.max_minutes,
-                               dist, device)
-        if step % args.save_every == 0 or step == stop or out_of_time:
-            save_training_checkpoint(run_dir, step, wrapped, opt, sched, {"mode": mode, "options": options.to_dict()},
-                                     dist, args.keep)
-        if out_of_time and step < steps:
+        if stage1_checkpoint(args, step, stop, steps, t0, run_dir, wrapped, opt, sched,
+                             {"mode": mode, "options": options.to_dict()}, dist, device):
             stopped = True
             break
     bar.close()

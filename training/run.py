@@ -319,3 +319,14 @@ def resume_stage1(run_dir: Path, args, options, model, opt, sched, dist: Dist, d
 def stage1_stop(args, steps: int) -> int:
     """Where stage 1 stops this time: --stop-at is a stage-2 option unless stage 1 runs alone."""
     return steps if (args.stop_at is None or args.stage != "1") else min(steps, args.stop_at)
+
+
+def stage1_checkpoint(args, step: int, stop: int, steps: int, t0: float, run_dir: Path, model, opt, sched,
+                      meta: dict, dist: Dist, device) -> bool:
+    """After a stage-1 step: checkpoint on schedule, at the stop step, or when --max-minutes
+    is spent; True when the run must stop now (out of time before the last step)."""
+    out_of_time = any_rank(args.max_minutes is not None and time.time() - t0 > 60 * args.max_minutes,
+                           dist, device)
+    if step % args.save_every == 0 or step == stop or out_of_time:
+        save_training_checkpoint(run_dir, step, model, opt, sched, meta, dist, args.keep)
+    return out_of_time and step < steps
