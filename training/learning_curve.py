@@ -26,15 +26,12 @@ CURVE_METRICS = ("count_acc", "l2", "shape_acc", "color_acc")
 
 
 def run_size(n: int, args) -> Path:
+    from .pretrain_dense import stage1_command
     run = Path(args.out) / f"n{n:05d}"
     weights = run / "stage1" / "vision.safetensors"
     if not weights.is_file():
-        cmd = [sys.executable, "-m", "ig_llm", "train", "--data", *args.data, "--limit", str(n), "--out", str(run),
-               "--stage", "1", "--stage1-steps", str(args.steps), "--stage1-batch-size", str(args.batch_size),
-               "--stage1-lr", str(args.lr), "--seed", str(args.seed), "--workers", "0", "--quiet", "--resume",
-               "--preset", args.preset, *[a for kv in args.set for a in ("--set", kv)]]
-        if args.hue_prob is not None:
-            cmd += ["--hue-prob", str(args.hue_prob)]
+        cmd = stage1_command(run, args.data, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                             seed=args.seed, hue_prob=args.hue_prob, limit=n, preset=args.preset, sets=args.set)
         print(f"[learning-curve] {' '.join(cmd)}", flush=True)
         if subprocess.call(cmd) != 0:
             raise SystemExit(f"learning_curve: stage 1 for N={n} failed; fix the cause above and rerun.")
@@ -47,18 +44,13 @@ def score(weights: Path, n: int, args) -> dict:
     if cache.is_file():
         return json.loads(cache.read_text())
     import torch
-    from safetensors.torch import load_file
     from ..model.presets import make_config
     from ..scene.domain import load_domain
     from .dataset import open_source
-    from .pretrain_dense import build_dense_model, probe_metrics
+    from .pretrain_dense import load_dense_model, probe_metrics
     from .train import parse_set
     config = make_config(args.preset, **parse_set(args.set))
-    model = build_dense_model(config)
-    state = load_file(str(weights))
-    model.visual.load_state_dict({k[len("visual."):]: v for k, v in state.items()})
-    heads = weights.parent / "heads.safetensors"
-    model.heads.load_state_dict({k[len("heads."):]: v for k, v in load_file(str(heads)).items()})
+    model = load_dense_model(weights.parent, config)
     torch.set_num_threads(args.threads or torch.get_num_threads())
     out = {Path(v).name: probe_metrics(model, open_source(v), config.image_dims, load_domain(config.domain))
            for v in args.val}

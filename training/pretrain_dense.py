@@ -38,7 +38,7 @@ import numpy as np
 from ..atomic import write_json
 from .dataset import resize_nearest
 from .options import RunOptions
-from .run import (TrainError, barrier, fmt_time, hardware, lr_factor,
+from .run import (VISION_FILE, TrainError, barrier, fmt_time, hardware, lr_factor,
                   open_stage1, resume_stage1, save_tensors, seed_all, stage1_checkpoint, stage1_stop,
                   wrap_ddp)
 
@@ -54,6 +54,7 @@ YIQ_TO_RGB = np.linalg.inv(RGB_TO_YIQ)
 HEADS = (("heat", 1), ("shape", 3), ("material", 2), ("size", 2), ("colour", 3), ("ground", 2), ("yaw", 2))
 # per-object target row: shape, material, size ids, Y I Q, ground x y, cos 4θ, sin 4θ, is-cube
 OBJ_FIELDS = 11
+HEADS_FILE = "heads.safetensors"    # the dense heads, kept for probing (learning_curve.py, baseline.py)
 
 
 def hue_matrix(angle: float) -> np.ndarray:
@@ -287,10 +288,39 @@ def probe_metrics(model, source, dims, domain, batch_size: int = 64) -> dict:
     return summary
 
 
+def load_dense_model(stage1_dir, config):
+    """The dense network saved by a finished stage 1 (``vision.safetensors`` + ``heads.safetensors``
+    in `stage1_dir`), in eval mode; for the probe and the NS-VQA-style baseline."""
+    from safetensors.torch import load_file
+    stage1_dir = Path(stage1_dir)
+    model = build_dense_model(config)
+    for part, name in ((model.visual, VISION_FILE), (model.heads, HEADS_FILE)):
+        path = stage1_dir / name
+        if not path.is_file():
+            raise TrainError(f"{path} does not exist; finish stage 1 first (`ig_llm train --stage 1 --resume`).")
+        prefix = "visual." if part is model.visual else "heads."
+        part.load_state_dict({k[len(prefix):]: v for k, v in load_file(str(path)).items()})
+    return model.eval()
+
+
+def stage1_command(run_dir, data, *, steps: int, batch_size: int = 32, lr: float = 2e-3, seed: int = 0,
+                   hue_prob: float | None = None, limit: int | None = None, preset: str = "tiny",
+                   sets=()) -> list[str]:
+    """The resumable ``ig_llm train --stage 1`` command line for a dense tower in `run_dir`."""
+    cmd = [sys.executable, "-m", "ig_llm", "train", "--data", *map(str, data), "--out", str(run_dir),
+           "--stage", "1", "--stage1-steps", str(steps), "--stage1-batch-size", str(batch_size),
+           "--stage1-lr", str(lr), "--seed", str(seed), "--workers", "0", "--quiet", "--resume",
+           "--preset", preset, *[a for kv in sets for a in ("--set", kv)]]
+    if limit is not None:
+        cmd += ["--limit", str(limit)]
+    if hue_prob is not None:
+        cmd += ["--hue-prob", str(hue_prob)]
+    return cmd
+
+
 # ---------------------------------------------------------------------------------------
 # the stage
 # ---------------------------------------------------------------------------------------
-HEADS_FILE = "heads.safetensors"    # the dense heads, kept for probing (learning_curve.py)
 def run_dense_stage1(args, config) -> Path | None:
     """Train the conv tower (or skip when RUN_DIR/stage1/vision.safetensors exists). Returns
     that path, or None when the run stopped early (--stop-at with --stage 1, --max-minutes)."""
