@@ -109,6 +109,7 @@ class IGLLM(nn.Module):
         self.hidden_size = d
         dtype = torch_dtype(config.dtype)
         self.projector = build_projector(config.projector, self.vision.width, d).to(dtype)
+        self.feature_whitening = None     # stage-2 preconditioner (projector.FeatureWhitening); never saved
         self.num_head = NumericHead(d).to(dtype) if config.numbers == "head" else None
         self.vision.to(dtype)
         if config.freeze_vision:
@@ -173,6 +174,8 @@ class IGLLM(nn.Module):
         with ctx:
             feats = self.vision(pixel_values.to(device=self.device, dtype=vdtype))
         pdtype = next(self.projector.parameters()).dtype
+        if self.feature_whitening is not None:
+            feats = self.feature_whitening(feats.float())
         return self.projector(feats.to(pdtype))
 
     @staticmethod

@@ -232,3 +232,54 @@ def test_resume_refuses_other_options_in_one_sentence(data, tmp_path, capsys):
     assert cli_main(["train", *args[:-len(COMMON)], *TINY, "--threads", "1", "--quiet", "--workers", "0",
                      "--log-every", "3", "--save-every", "3", "--resume"]) == 0
     assert (run / "model" / "model.safetensors").is_file()
+
+
+def test_feature_whitening_preserves_then_folds_into_the_projector(data):
+    """Attaching whitening to a trained model changes nothing it computes; folding it back
+    into the projector changes nothing either, and leaves a plain model."""
+    from ig_llm.model.igllm import IGLLM
+    from ig_llm.model.projector import FeatureWhitening, attach_whitening, fold_whitening
+    from ig_llm.model.presets import make_config
+    from ig_llm.model.tokenizer import ProgramTokenizer
+    from ig_llm.training.train import parse_set
+    torch.manual_seed(0)
+    config = make_config("tiny", **parse_set([TINY[i + 1] for i in range(0, len(TINY), 2)]))
+    model = IGLLM(config, ProgramTokenizer.build(config.domain)).eval()
+    keys = set(model.state_dict())
+    px = torch.randn(3, 3, 64, 96)
+    before = model.encode_images(px)
+    # statistics of skewed tokens: the whitened tokens have identity covariance
+    tokens = model.vision(torch.randn(16, 3, 64, 96)).flatten(0, 1) * torch.linspace(0.01, 3, model.vision.width)
+    w = FeatureWhitening.fit(tokens)
+    white = w(tokens)
+    cov = torch.cov(white.T.double())
+    big = torch.linalg.eigvalsh(cov)
+    assert white.mean(0).abs().max() < 1e-3 and big.max() < 1.0 + 1e-3 and big[-10:].min() > 0.9
+    attach_whitening(model, w, preserve=True)
+    assert torch.allclose(model.encode_images(px), before, atol=1e-4)
+    assert any(k.startswith("feature_whitening.") for k in model.state_dict())   # resumes carry it
+    fold_whitening(model)
+    assert model.feature_whitening is None and set(model.state_dict()) == keys
+    assert torch.allclose(model.encode_images(px), before, atol=1e-4)
+
+
+def test_whitened_stage2_resumes_and_saves_a_plain_model(data, tmp_path, capsys):
+    torch.set_num_threads(1)
+    run = tmp_path / "run"
+    args = ["train", "--data", str(data), "--out", str(run), "--steps", "4", "--batch-size", "4",
+            "--save-every", "2", "--whiten-features", *COMMON]
+    assert cli_main([*args, "--stop-at", "2"]) == 0
+    from safetensors.torch import load_file
+    saved = torch.load(run / "checkpoints" / "step_0000002" / "state.pt", weights_only=False)["model"]
+    mean = saved["feature_whitening.mean"]
+    assert mean.abs().sum() > 0                      # fitted statistics, not the identity placeholder
+    assert cli_main([*args, "--resume"]) == 0
+    final = load_file(str(run / "model" / "model.safetensors"))
+    assert not any("whitening" in k for k in final)
+    from ig_llm.model.inference import Predictor
+    for runtime in ("torch", "numpy"):               # the folded model loads in both runtimes
+        Predictor(model_dir=run / "model", device="cpu", runtime=runtime)
+    capsys.readouterr()
+    assert cli_main(["train", "--data", str(data), "--out", str(tmp_path / "v"), "--whiten-features",
+                     "--train-vision", *COMMON]) == 2
+    assert "frozen tower" in capsys.readouterr().err

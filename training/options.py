@@ -26,6 +26,7 @@ class RunOptions:
     train_vision: bool = False
     vision_weights: str | None = None
     init_from: str | None = None
+    whiten_features: bool = False
     data: tuple = ()
     limit: int | None = None
     seed: int = 0
@@ -75,7 +76,7 @@ class RunOptions:
 
 
 # what each stage's weights depend on (a stage-2 resume may change stage-1 options, and so on)
-MODEL = ("preset", "set", "numbers", "train_vision", "vision_weights", "init_from")
+MODEL = ("preset", "set", "numbers", "train_vision", "vision_weights", "init_from", "whiten_features")
 STAGE1_SCOPE = ("preset", "set", "data", "limit", "seed", "stage1_steps", "stage1_batch_size", "stage1_lr",
                 "caption", "hue_prob")
 STAGE2_SCOPE = MODEL + ("data", "limit", "seed", "steps", "batch_size", "lr", "head_lr", "weight_decay",

@@ -39,6 +39,7 @@ from .run import (CHECKPOINT_PREFIX, Dist, RunLog, TrainError, any_rank, barrier
                   load_training_checkpoint, lr_factor, save_training_checkpoint, seed_all, setup_distributed,
                   to_device, wrap_ddp)
 
+WHITEN_IMAGES = 1000  # --whiten-features: training images whose tower tokens give the statistics
 
 # ---------------------------------------------------------------------------------------
 # command line
@@ -64,6 +65,9 @@ def add_arguments(parser) -> None:
                         "--preset, --numbers, --vision-weights and --set are then taken from that folder)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field (JSON value), e.g. --set lm_layers=6")
+    g.add_argument("--whiten-features", action="store_true",
+                   help="stage 2: whiten the frozen tower's tokens before the projector (statistics of the "
+                        "first %d training images; folded into the projector when saved)" % WHITEN_IMAGES)
     g = parser.add_argument_group("optimisation (stage 2)")
     g.add_argument("--steps", type=int, help="optimiser steps (default 2000; with --time-budget: an upper bound)")
     g.add_argument("--batch-size", type=int, default=32, help="images per step per process (default 32)")
@@ -158,6 +162,9 @@ def _validate(args) -> None:
                          "--stage 1/both, --set and --vision-weights.")
     if args.hue_prob is not None and not 0.0 <= args.hue_prob <= 1.0:
         raise TrainError("--hue-prob is a probability; give a number from 0 to 1.")
+    if args.whiten_features and args.train_vision:
+        raise TrainError("--whiten-features needs a frozen tower (its statistics would go stale); drop one of "
+                         "--whiten-features and --train-vision.")
     if not 0.0 <= args.mirror <= 1.0:
         raise TrainError("--mirror is a probability; give a number from 0 to 1.")
     if args.vision_weights and not Path(args.vision_weights).is_file():
@@ -271,6 +278,20 @@ def make_tokenizer(config):
     return ProgramTokenizer.from_hf(config.lm_path) if config.lm_path else ProgramTokenizer.build(config.domain)
 
 
+def fit_whitening(model, source, dims, n: int = WHITEN_IMAGES):
+    """ZCA whitening of the frozen tower's tokens over the first `n` training images."""
+    import torch
+    from ..model.batching import preprocess_image
+    from ..model.projector import FeatureWhitening
+    tokens = []
+    with torch.no_grad():
+        for start in range(0, min(n, len(source)), 64):
+            idx = range(start, min(n, len(source), start + 64))
+            px = torch.stack([preprocess_image(source.image(i), dims) for i in idx]).to(model.device)
+            tokens.append(model.vision(px).flatten(0, 1).float().cpu())
+    return FeatureWhitening.fit(torch.cat(tokens))
+
+
 CALIBRATE = (5, 30)   # --time-budget: steps whose pace sets the total (after warm-up noise)
 
 
@@ -345,6 +366,13 @@ def train_program(args) -> Path:
         model = IGLLM(config, tokenizer).to(device)
     source = open_training_sources(args.data, args.limit)
     n_train = len(source)
+    if args.whiten_features:
+        from ..model.projector import FeatureWhitening, attach_whitening
+        resuming = args.resume and bool(checkpoint_dirs(run_dir))
+        # a resume loads the saved statistics (and projector) from its checkpoint
+        whitening = FeatureWhitening(model.vision.width) if resuming else \
+            fit_whitening(model, source, config.image_dims)
+        attach_whitening(model, whitening, preserve=bool(args.init_from) and not resuming)
 
     head_lr = args.head_lr if args.head_lr is not None else args.lr
     plan = make_plan(args)
@@ -456,6 +484,8 @@ def train_program(args) -> Path:
         elapsed = _elapsed_total(run_dir, time.time() - run_t0)
         card = make_card(args, config, n_train, step, elapsed, hardware(device), dist.world,
                          total_params, trainable, warmup_steps=plan.warmup)
+        from ..model.projector import fold_whitening
+        fold_whitening(model)       # the saved model is a plain projector (NumPy runtime, format)
         save_checkpoint(model, final_dir, card)
         log(f"final model written to {final_dir} ({fmt_time(elapsed)} of training)")
     barrier(dist)
