@@ -232,3 +232,55 @@ def test_metrics_so3_geodesic_degrees():
     # the official formula, written out
     r_t, r_p = np.asarray(t.matrix), np.asarray(p.matrix)
     assert m["rot_err_deg"] == pytest.approx(math.degrees(math.acos((np.trace(r_t @ r_p.T) - 1) / 2)))
+
+
+# --------------------------------------------------------------------------------------- tokenizer + grammar
+def _walk(domain_name: str, numbers: str, target: str, values=()):
+    """Drive the constrained decoder along `target` as a model that always picks the true
+    token would; head-mode values come in through store_number as the head would give them."""
+    pytest.importorskip("tokenizers")
+    from ig_llm.model.config import IGLLMConfig
+    from ig_llm.model.grammar import ConstrainedSeq, ProgramGrammar, number_limits, store_number
+    from ig_llm.model.tokenizer import ProgramTokenizer
+    config = IGLLMConfig(domain=domain_name, numbers=numbers, max_objects=1)
+    tok = ProgramTokenizer.build(domain_name)
+    ids = tok.encode(target) + [tok.eos_id]
+    assert tok.unk_id not in ids
+    seq = ConstrainedSeq(ProgramGrammar(config, tok), 1, None)
+    limits, vals, pos = number_limits(load_domain(domain_name)), iter(values), 0
+    while True:
+        for t, f in zip(seq.run, seq.run_fields):
+            assert t == ids[pos], (tok.decode(ids[:pos + 1]), tok.decode([t]))
+            pos += 1
+            if f is not None:
+                store_number(seq, f, next(vals) / config.num_scale(f), config, limits)
+        seq.run, seq.run_fields = [], []
+        if seq.done:
+            break
+        assert ids[pos] in seq.allowed, tok.decode(ids[:pos + 1])
+        seq.choose(ids[pos])
+    return seq.text_and_scene(config)
+
+
+@pytest.mark.parametrize("domain_name", ["2d", "so3", "so3:euler_int", "so3:aa", "so3:6d"])
+@pytest.mark.parametrize("numbers", ["char", "head"])
+def test_grammar_writes_task_programs(domain_name, numbers):
+    domain = load_domain(domain_name)
+    obj = DotObject(0.123, 0.987) if domain.kind == "dot2d" else PoseObject.from_euler("tripod", (0.3, -1.1, 2.0))
+    char = format_program(Scene([obj]), "char", domain=domain)
+    if numbers == "char":
+        text, scene = _walk(domain_name, "char", char)
+    else:
+        ph, values = format_program(Scene([obj]), "placeholder", domain=domain)
+        text, scene = _walk(domain_name, "head", ph, values)
+    assert text == char                       # the head's numbers are printed as the paper prints them
+    assert len(scene.objects) == 1
+
+
+def test_task_number_fields():
+    from ig_llm.model.tokenizer import number_fields, split_pieces
+    assert number_fields(split_pieces("add(y=0.456, x=0.123)")) == ["y", "x"]
+    assert number_fields(split_pieces("add(shape='tripod', rotation=(<num>, <num>, <num>, <num>, <num>, <num>))")) \
+        == [f"rotation{i}" for i in range(6)]
+    assert number_fields(split_pieces("add(shape='cube', loc=(+1.000, -2.000, +0.700), rotation=-0.100)")) \
+        == ["loc0", "loc1", "loc2", "rotation"]
