@@ -117,3 +117,15 @@ def test_generate_refuses_a_foreign_condition(tmp_path):
             "--out", str(tmp_path / "x")]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--condition A is not one of the so3 domain's (id, ood)" in proc.stderr
+
+
+def test_build_command_with_a_task_domain(tmp_path):
+    prog = tmp_path / "pose.txt"
+    prog.write_text("add(shape='tripod', rotation=(+1.280, -0.437, +1.910))\n")
+    argv = [sys.executable, "-m", "ig_llm", "build", str(prog), "--domain", "so3:aa", "--out", str(tmp_path / "p.blend")]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert (tmp_path / "p.blend").stat().st_size > 0
+    proc = subprocess.run([*argv[:5], "--domain", "so3:6d", "--out", str(tmp_path / "q.blend")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "a 6d rotation has 6 numbers, found 3" in proc.stderr
