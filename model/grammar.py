@@ -37,6 +37,8 @@ class ProgramGrammar:
         self.limit = {"loc": self.domain.max_abs_coordinate,
                       "rotation": float(self.domain.limits.get("max_abs_rotation", self.domain.max_abs_coordinate))}
         self._tries: dict = {}
+        from ..scene.task_program import number_format
+        self.number_format = number_format(self.domain)
 
     # -- the grammar --------------------------------------------------------------------------
     def program(self, max_objects: int, exact: int | None = None):
@@ -51,7 +53,7 @@ class ProgramGrammar:
             k = yield Slot(tuple(alts))
             if alts[k] == (EOS,):
                 return
-            yield from self._object()
+            yield from (self._object() if self.domain.kind == "clevr" else self._task_object())
             n += 1
 
     def _object(self):
@@ -77,12 +79,36 @@ class ProgramGrammar:
                 yield from self._number("rotation", self.limit["rotation"])
         yield Slot(((")",),))
 
+    def _task_object(self):
+        """One line of the 2D task (x=, y=) or of a pose task (shape=, rotation=(…)), in the
+        formatter's order (training shuffles it; the parser accepts either)."""
+        from ..scene.task_program import fields, number_count
+        for i, f in enumerate(fields(self.domain)):
+            if i:
+                yield Slot(((", ",),))
+            if f == "shape":
+                yield Slot(((attribute_piece(f),),))
+                yield Slot(tuple((w,) for w in self.words["shape"]))
+            elif f == "rotation":
+                yield Slot((("rotation=(",),))
+                for j in range(number_count(self.domain)):
+                    if j:
+                        yield Slot(((", ",),))
+                    yield from self._number(f"rotation{j}", self.limit["rotation"])
+                yield Slot(((")",),))
+            else:
+                yield Slot(((f"{f}=",),))
+                yield from self._number(f, self.limit["loc"])
+        yield Slot(((")",),))
+
     def _number(self, field: str, limit: float):
         if self.head:
             yield Slot(((NUM_TOKEN,),), number_field=field)
             return
         # character mode, {:+.3f}: sign, integer part (n.999 must stay within the limit), point, 3 digits
-        yield Slot((("+",), ("-",)))
+        # (the 2D task's {:.3f} has no sign)
+        if "+" in self.number_format:
+            yield Slot((("+",), ("-",)))
         top = max(0, int(math.floor(limit - 0.999)))
         yield Slot(tuple(tuple(str(n)) + (".",) for n in range(top + 1)))
         for _ in range(3):
@@ -178,7 +204,7 @@ class ConstrainedSeq:
         self._settle()
 
     def text_and_scene(self, config):
-        text = fill_numbers(self.pieces, self.values)
+        text = fill_numbers(self.pieces, self.values, self.g.number_format)
         return text, parse(text, domain=self.g.domain, max_objects=config.max_objects)
 
 
@@ -209,24 +235,26 @@ class FreeSeq:
     def text_and_scene(self, config):
         text = self.tok.decode([i for i in self.ids if i != self.tok.eos_id])
         pieces = split_pieces(text)
-        text = fill_numbers(pieces, self.values)
+        domain = load_domain(config.domain)
+        from ..scene.task_program import number_format
+        text = fill_numbers(pieces, self.values, number_format(domain))
         try:
-            return text, parse(text, domain=load_domain(config.domain), max_objects=config.max_objects)
+            return text, parse(text, domain=domain, max_objects=config.max_objects)
         except ProgramError:
             return text, None
 
 
-def format_number(v: float) -> str:
-    return CHAR_NUMBER_FORMAT.format(0.0 if abs(v) < 5e-4 else v)
+def format_number(v: float, fmt: str = CHAR_NUMBER_FORMAT) -> str:
+    return fmt.format(0.0 if abs(v) < 5e-4 else v)
 
 
-def fill_numbers(pieces, values) -> str:
+def fill_numbers(pieces, values, fmt: str = CHAR_NUMBER_FORMAT) -> str:
     vals = iter(values)
     out = []
     for p in pieces:
         if p == NUM_TOKEN:
             v = next(vals, None)
-            out.append(p if v is None else format_number(v))
+            out.append(p if v is None else format_number(v, fmt))
         else:
             out.append(p)
     return "".join(out)

@@ -35,23 +35,24 @@ def split_pieces(text: str) -> list[str]:
 
 
 def number_fields(pieces) -> list[str]:
-    """Field name of every number in a piece sequence, in order: loc0/loc1/loc2/rotation.
+    """Field name of every number in a piece sequence, in order: loc0/loc1/loc2/rotation
+    (CLEVR); x/y (2D); rotation0..rotation5 (a pose's ``rotation=(…)`` tuple).
 
     A number is a ``<num>`` piece or, in character mode, a run of sign/digit/point pieces.
     """
-    fields, current, loc_index, in_number = [], None, 0, False
+    fields, current, index, in_tuple, in_number = [], None, 0, False, False
     for p in pieces:
         is_num_char = p in ("+", "-", ".") or p.isdigit()
-        if p == "loc=(":
-            current, loc_index = "loc", 0
+        if p.endswith("=(") and p[:-2].isidentifier():
+            current, index, in_tuple = p[:-2], 0, True
         elif p.endswith("=") and p[:-1].isidentifier():
-            current = p[:-1]
-        elif p in (", ", ",") and current == "loc":
-            loc_index += 1
+            current, in_tuple = p[:-1], False
+        elif p in (", ", ",") and in_tuple:
+            index += 1
         elif p == ")":
-            current = None
+            current, in_tuple = None, False
         if p == NUM_TOKEN or (is_num_char and not in_number):
-            fields.append(f"loc{loc_index}" if current == "loc" else (current or "rotation"))
+            fields.append(f"{current}{index}" if in_tuple else (current or "rotation"))
         in_number = is_num_char
     return fields
 
@@ -65,6 +66,9 @@ def domain_pieces(domain_name: str) -> list[str]:
     domain = load_domain(domain_name)
     pieces = list(SPECIALS) + list(PUNCT_PIECES)
     pieces += [attribute_piece(f) for f in FIELD_ORDER]
+    if domain.kind != "clevr":     # the 2D / SO(3) tasks' fields: x=, y= / shape=, rotation=(
+        from ..scene.task_program import fields
+        pieces += ["rotation=(" if f == "rotation" else f"{f}=" for f in fields(domain)]
     for attr in ATTRIBUTES:
         pieces += [f"'{w}'" for w in domain.all_words(attr)]
     pieces += split_pieces(PROMPT)

@@ -21,6 +21,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--render", metavar="PNG", help="also render the camera view to this PNG")
     parser.add_argument("--size", default="480x320", metavar="WxH", help="render size (default 480x320, CLEVR's)")
     parser.add_argument("--samples", type=int, default=64, help="Cycles samples for --render (default 64)")
+    parser.add_argument("--domain", default="clevr",
+                        help="program language: clevr (default), 2d, so3 or so3:euler_int|aa|6d")
     parser.add_argument("--no-stage", action="store_true",
                         help="objects only: no camera, lamps or backdrop (cannot be combined with --render)")
 
@@ -44,7 +46,15 @@ def _check_output(path: str, flag: str, suffix: str, inputs=()) -> Path:
     return check_output(p, flag, inputs=inputs)
 
 
-def _read_program(path: str):
+def _load_domain(name: str):
+    from .domain import load_domain
+    try:
+        return load_domain(name)
+    except FileNotFoundError as err:
+        raise UserError(str(err)) from None
+
+
+def _read_program(path: str, domain=None):
     from .program import ProgramError, parse
 
     p = Path(path)
@@ -56,7 +66,7 @@ def _read_program(path: str):
         raise UserError(f"Cannot read program file {path} as UTF-8 text ({err.__class__.__name__}); "
                          f"save it as plain text.") from None
     try:
-        scene = parse(text)
+        scene = parse(text, domain=domain)
     except ProgramError as err:
         raise UserError(f"{path}: {str(err).rstrip('.')}; fix that line and run again.") from None
     if not scene.objects:
@@ -75,16 +85,19 @@ def run(args) -> None:
     render = _check_output(args.render, "--render", ".png", inputs=[args.program]) if args.render else None
     if render is not None and render == out:
         raise UserError(f"--render and --out are the same file {out}; give two different names.")
-    scene = _read_program(args.program)       # parsed and checked before Blender is touched
+    domain = _load_domain(args.domain)
+    scene = _read_program(args.program, domain)   # parsed and checked before Blender is touched
 
     write_blend(scene, out, render=render, size=(width, height), samples=args.samples,
-                stage=not args.no_stage, source=args.program)
+                stage=not args.no_stage, source=args.program, domain=domain)
 
 
 def write_blend(scene, out: Path, *, render: Path | None = None, size=(480, 320), samples: int = 64,
-                stage: bool = True, collection_name: str = "IG-LLM Scene", source: str = "program") -> None:
-    """Build `scene` in an empty Blender file (plus the CLEVR stage), save it atomically to
-    `out` and optionally render the camera view to `render`. Shared with `demo`."""
+                stage: bool = True, collection_name: str = "IG-LLM Scene", source: str = "program",
+                domain=None) -> None:
+    """Build `scene` in an empty Blender file (plus the CLEVR stage, or the 2D / SO(3)
+    task's camera), save it atomically to `out` and optionally render the camera view to
+    `render`. Shared with `demo`."""
     import bpy
     from .builder import build_scene
     from .program import ProgramError
@@ -92,10 +105,14 @@ def write_blend(scene, out: Path, *, render: Path | None = None, size=(480, 320)
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     try:
-        build_scene(scene, collection_name=collection_name)
+        coll = build_scene(scene, collection_name=collection_name, domain=domain)
     except ProgramError as err:
         raise UserError(f"{source}: {str(err).rstrip('.')}; fix the program and run again.") from None
-    if stage:
+    if stage and domain is not None and domain.kind != "clevr":
+        from .task_builder import add_task_camera, configure_task_render
+        bpy.context.scene.camera = add_task_camera(coll, domain)
+        configure_task_render(bpy.context.scene, domain, size[0], size[1], samples)
+    elif stage:
         setup_stage()
         configure_render(size[0], size[1], samples)
     if render is not None:

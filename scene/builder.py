@@ -4,7 +4,8 @@
 objects with CLEVR-like node materials; `scene_from_collection` reads such a collection
 back. Each object keeps its canonical attributes as custom properties
 (``obj["ig_llm_shape"]`` …) and gets ``pass_index = i + 1`` so the dataset renderer can
-count each object's visible pixels in the object-index pass.
+count each object's visible pixels in the object-index pass. Scenes of the 2D and SO(3)
+tasks (DotObject / PoseObject) are built by ``task_builder.py``.
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ def validate_scene(scene: Scene, domain: Domain | None = None) -> None:
     if len(scene.objects) > domain.max_objects:
         raise ProgramError(f"the scene has {len(scene.objects)} objects; at most {domain.max_objects} are allowed")
     limit = domain.max_abs_coordinate
+    if domain.kind != "clevr":
+        return _validate_task(scene, domain)
     for i, obj in enumerate(scene.objects, start=1):
         for attr in PROPS:
             value = getattr(obj, attr)
@@ -48,6 +51,21 @@ def validate_scene(scene: Scene, domain: Domain | None = None) -> None:
             raise ProgramError(f"object {i} has a non-finite rotation")
 
 
+def _validate_task(scene: Scene, domain: Domain) -> None:
+    from .task_program import DotObject, PoseObject
+    want = DotObject if domain.kind == "dot2d" else PoseObject
+    for i, obj in enumerate(scene.objects, start=1):
+        if not isinstance(obj, want):
+            raise ProgramError(f"object {i} is a {type(obj).__name__}, but the {domain.name} domain builds "
+                               f"{want.__name__}s; parse the program with domain {domain.name}")
+        numbers = (obj.x, obj.y) if want is DotObject else [c for row in obj.matrix for c in row]
+        if not all(isinstance(c, (int, float)) and math.isfinite(c) for c in numbers):
+            raise ProgramError(f"object {i} has a non-finite number")
+        if want is PoseObject and obj.shape not in domain.values("shape"):
+            raise ProgramError(f"object {i} has unknown shape {obj.shape!r} "
+                               f"(expected one of {', '.join(domain.values('shape'))})")
+
+
 def build_scene(scene: Scene, *, collection_name: str = DEFAULT_COLLECTION, domain: Domain | None = None,
                 bpy_scene: bpy.types.Scene | None = None, linked_meshes: bool = False) -> bpy.types.Collection:
     """Create one NEW collection (Blender makes the name unique) linked to `bpy_scene`
@@ -61,6 +79,10 @@ def build_scene(scene: Scene, *, collection_name: str = DEFAULT_COLLECTION, doma
     bpy_scene = bpy_scene or bpy.context.scene
     coll = bpy.data.collections.new(collection_name)
     bpy_scene.collection.children.link(coll)
+    if domain.kind != "clevr":
+        from .task_builder import build_task_objects
+        build_task_objects(scene, coll, domain)
+        return coll
     for i, so in enumerate(scene.objects):
         src = assets.shape_mesh(so.shape)
         mat = assets.material(so.color, so.material, domain)
@@ -93,6 +115,10 @@ def scene_from_collection(collection: bpy.types.Collection) -> Scene:
     """Read a collection made by `build_scene` back into a Scene (objects by pass_index;
     objects without ig_llm_* properties are skipped). Location and yaw are read from the
     objects, so moving or turning them in Blender shows up here."""
+    from .task_builder import read_task_objects
+    task = read_task_objects(collection)
+    if task is not None:
+        return Scene(task)
     objs = [o for o in collection.objects if "ig_llm_shape" in o]
     objs.sort(key=lambda o: (o.pass_index, o.name))
     out = []

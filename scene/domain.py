@@ -1,18 +1,24 @@
 """Scene vocabularies as data: shapes, sizes, materials, colours and CoGenT rules.
 
 A domain is a JSON file in ``scene/domains/``; a new vocabulary is a new file, not new
-code. Pure Python: no bpy, no torch.
+code. Its ``kind`` says which program language it speaks: ``clevr`` (the default; objects
+with shape/colour/material/size/loc/yaw), ``dot2d`` (the paper's 2D task, ``add(x=…, y=…)``)
+or ``pose`` (the SO(3) task, ``add(shape=…, rotation=(…))``); the task kinds keep their
+settings under ``task`` (docs/experiments.md). A pose domain's rotation representation is
+part of its name: ``so3:aa`` is so3.json with ``rotation=(…)`` written as axis-angle.
+Pure Python: no bpy, no torch.
 """
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from pathlib import Path
 
 DOMAINS_DIR = Path(__file__).parent / "domains"
 ATTRIBUTES = ("shape", "color", "material", "size")  # the categorical fields of an object
+KINDS = ("clevr", "dot2d", "pose")
 
 
 @dataclass(frozen=True)
@@ -24,6 +30,8 @@ class Domain:
     colors: dict          # canonical name -> {"rgb": [r, g, b] (0-255), "synonyms": [...]}
     conditions: dict      # "A" -> {shape: [allowed colours]}; shapes not listed allow all
     limits: dict = field(default_factory=dict)
+    kind: str = "clevr"
+    task: dict = field(default_factory=dict)    # settings of the dot2d / pose kinds
 
     # -- vocabulary -------------------------------------------------------------------
     def values(self, attribute: str) -> tuple[str, ...]:
@@ -84,6 +92,21 @@ class Domain:
         rule = self.conditions[condition].get(shape)
         return tuple(rule) if rule is not None else self.values("color")
 
+    def check_condition(self, condition: str) -> str:
+        """`condition` if the domain knows it, else KeyError naming the known ones."""
+        if condition not in self.conditions:
+            raise KeyError(f"unknown condition {condition!r} for domain {self.name}; known: {', '.join(self.conditions)}")
+        return condition
+
+    @property
+    def default_condition(self) -> str:
+        return self.task.get("default_condition", "A" if "A" in self.conditions else next(iter(self.conditions)))
+
+    @property
+    def rotation(self) -> str:
+        """A pose domain's rotation representation (scene/rotations.py REPRESENTATIONS)."""
+        return self.task.get("rotation", "euler")
+
     @property
     def max_objects(self) -> int:
         return int(self.limits.get("max_objects", 10))
@@ -95,7 +118,19 @@ class Domain:
 
 @lru_cache(maxsize=None)
 def load_domain(name_or_path: str = "clevr") -> Domain:
-    """Load a domain by name (a file in scene/domains/) or by path to a JSON file."""
+    """Load a domain by name (a file in scene/domains/) or by path to a JSON file.
+
+    ``NAME:REPR`` (e.g. ``so3:6d``) loads a pose domain with that rotation representation;
+    the domain's name keeps the suffix, so checkpoints and manifests record it."""
+    base, sep, representation = str(name_or_path).partition(":")
+    if sep:
+        from .rotations import REPRESENTATIONS
+        domain = load_domain(base)
+        if domain.kind != "pose" or representation not in REPRESENTATIONS:
+            raise FileNotFoundError(f"Domain {name_or_path} does not exist: only pose domains take a rotation "
+                                    f"suffix, one of {', '.join(REPRESENTATIONS)} (e.g. so3:6d).")
+        return replace(domain, name=f"{domain.name}:{representation}",
+                       task={**domain.task, "rotation": representation})
     path = Path(name_or_path)
     if not path.suffix:
         path = DOMAINS_DIR / f"{name_or_path}.json"
@@ -103,6 +138,10 @@ def load_domain(name_or_path: str = "clevr") -> Domain:
         known = ", ".join(sorted(p.stem for p in DOMAINS_DIR.glob("*.json")))
         raise FileNotFoundError(f"Domain file {path} does not exist; known domains: {known}.")
     data = json.loads(path.read_text())
-    return Domain(name=data["name"], shapes=data["shapes"], sizes=data["sizes"],
-                  materials=data["materials"], colors=data["colors"],
-                  conditions=data.get("conditions", {"none": {}}), limits=data.get("limits", {}))
+    kind = data.get("kind", "clevr")
+    if kind not in KINDS:
+        raise FileNotFoundError(f"Domain file {path} has kind {kind!r}; use one of {', '.join(KINDS)}.")
+    return Domain(name=data["name"], shapes=data.get("shapes", {}), sizes=data.get("sizes", {}),
+                  materials=data.get("materials", {}), colors=data.get("colors", {}),
+                  conditions=data.get("conditions", {"none": {}}), limits=data.get("limits", {}),
+                  kind=kind, task=data.get("task", {}))

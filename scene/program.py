@@ -4,7 +4,9 @@ A program is one ``add(...)`` call per object, in the paper's format::
 
     add(shape='cube', color='gray', material='metal', size='large', loc=(-1.520, +2.110, +0.700), rotation=-0.197)
 
-This module turns text into a :class:`Scene` and back. The parser is a small strict
+This module turns text into a :class:`Scene` and back. Domains of the paper's 2D and
+SO(3) tasks (kinds ``dot2d`` and ``pose``) speak their own ``add(...)`` lines; this
+module hands those to ``task_program.py``, so callers use one parse/format for all. The parser is a small strict
 recursive-descent parser: it never evaluates the text, and every malformed program
 raises :class:`ProgramError` with the line, the column and what was expected.
 Pure Python: no bpy, no torch.
@@ -61,6 +63,8 @@ class Scene:
     def canonical(self, domain: Domain | None = None, camera=DEFAULT_CAMERA) -> "Scene":
         """Same scene with yaws folded by shape symmetry and objects left to right."""
         domain = domain or load_domain()
+        if not all(isinstance(o, SceneObject) for o in self.objects):
+            return Scene(list(self.objects))   # a task scene (one dot / one pose) is canonical as is
         objs = [replace(o, rotation=domain.fold_yaw(o.shape, o.rotation)) for o in self.objects]
         return Scene(sort_left_to_right(objs, camera))
 
@@ -106,6 +110,9 @@ def format_program(scene: Scene, numbers: str = "char", *, domain: Domain | None
     if numbers not in ("char", "placeholder"):
         raise ValueError(f"numbers must be 'char' or 'placeholder', not {numbers!r}")
     domain = domain or load_domain()
+    if domain.kind != "clevr":
+        from .task_program import format_task
+        return format_task(scene, numbers, domain, rng=rng, shuffle_attributes=shuffle_attributes)
     lines, values = [], []
 
     def num(v: float) -> str:
@@ -206,10 +213,18 @@ def parse(text: str, *, domain: Domain | None = None, numbers: Sequence[float] |
             continue
         if len(objects) >= max_objects:
             raise ProgramError(f"more than {max_objects} objects (expected at most {max_objects} add(...) lines)", lineno, 1)
-        objects.append(_parse_add(_Line(line, lineno), domain, queue))
+        objects.append(parse_line(_Line(line, lineno), domain, queue))
     if queue:
         raise ProgramError(f"{len(queue)} numeric value(s) left over after the last <num> (expected one value per <num>)")
     return Scene(objects)
+
+
+def parse_line(ln: _Line, domain: Domain, queue):
+    """One add(...) line in the language of the domain's kind."""
+    if domain.kind != "clevr":
+        from .task_program import parse_task_line
+        return parse_task_line(ln, domain, queue)
+    return _parse_add(ln, domain, queue)
 
 
 def _parse_add(ln: _Line, domain: Domain, queue) -> SceneObject:
@@ -301,6 +316,10 @@ def scene_to_clevr(scene: Scene, image_filename: str = "", image_index: int = 0,
     """One CLEVR scene record. Rotation is the yaw in radians as applied in Blender."""
     objs = []
     for i, o in enumerate(scene.objects):
+        if not isinstance(o, SceneObject):   # a 2D dot or a posed object
+            from .task_program import object_record
+            objs.append(object_record(o))
+            continue
         rec = {"shape": o.shape, "size": o.size, "material": o.material, "color": o.color,
                "3d_coords": [float(c) for c in o.loc], "rotation": float(o.rotation)}
         if pixel_coords is not None:
@@ -313,9 +332,16 @@ def scene_to_clevr(scene: Scene, image_filename: str = "", image_index: int = 0,
 def scene_from_clevr(record: dict, domain: Domain | None = None) -> Scene:
     """CLEVR scene record -> Scene. Original CLEVR writes the yaw it passes to Blender, which
     Blender applies as radians, so `rotation` is read as radians."""
-    domain = domain or load_domain()
     objs = []
     for o in record.get("objects", []):
+        if isinstance(o, dict) and _is_task_record(o):
+            from .task_program import object_from_record
+            try:
+                objs.append(object_from_record(o, domain if domain is not None and domain.kind == "pose" else None))
+            except (KeyError, TypeError, ValueError) as err:
+                raise ProgramError(f"2D / pose object record is malformed ({err})") from None
+            continue
+        domain = domain or load_domain()
         try:
             objs.append(SceneObject(
                 shape=domain.canonical("shape", o["shape"]), color=domain.canonical("color", o["color"]),
@@ -324,3 +350,8 @@ def scene_from_clevr(record: dict, domain: Domain | None = None) -> Scene:
         except KeyError as err:
             raise ProgramError(f"CLEVR object record lacks or misnames {err}") from None
     return Scene(objs)
+
+
+def _is_task_record(o: dict) -> bool:
+    from .task_program import is_task_record
+    return is_task_record(o)

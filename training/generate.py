@@ -1,5 +1,10 @@
 """`ig_llm generate`: render a CLEVR / CoGenT dataset with Cycles, in parallel, resumably.
 
+``--domain 2d`` and ``--domain so3`` render the paper's 2D and SO(3) tasks instead
+(training/task_render.py, Workbench, 336x336 by default) into the same layout; their
+``--condition`` picks the split's sampler (2d: checkerboard | heldout | uniform; so3:
+id | ood; docs/experiments.md).
+
 Layout of ``--out DIR``::
 
     DIR/manifest.json                      settings; --resume refuses a mismatch
@@ -52,10 +57,12 @@ class GenerateError(UserError, RuntimeError):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--condition", choices=("A", "B", "none"), default="A",
-                        help="CoGenT colour rule: A, B, or none (plain CLEVR); default A")
+    parser.add_argument("--condition", default=None,
+                        help="CoGenT colour rule: A, B, or none (plain CLEVR); default A. For --domain 2d: "
+                             "checkerboard (default), heldout or uniform; for so3: id (default) or ood")
     parser.add_argument("--count", type=int, required=True, help="number of images in the dataset")
-    parser.add_argument("--size", default=DEFAULT_SIZE, help=f"WxH in pixels (default {DEFAULT_SIZE}; CLEVR: 480x320)")
+    parser.add_argument("--size", default=None,
+                        help=f"WxH in pixels (default {DEFAULT_SIZE}; CLEVR: 480x320; 2d / so3: the canvas, 336x336)")
     parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
                         help=f"Cycles samples per pixel (default {DEFAULT_SAMPLES}; CLEVR: 512)")
     parser.add_argument("--bounces", type=int, default=DEFAULT_BOUNCES,
@@ -101,8 +108,18 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def default_split(condition: str) -> str:
+def default_split(condition: str, domain=None) -> str:
+    if domain is not None and domain.kind != "clevr":
+        return domain.task.get("splits", {}).get(condition, condition)
     return "train" if condition == "none" else f"train{condition}"
+
+
+def _domain(name: str):
+    from ..scene.domain import load_domain
+    try:
+        return load_domain(name)
+    except FileNotFoundError as err:
+        raise GenerateError(str(err)) from None
 
 
 def settings_from_args(args) -> dict:
@@ -113,11 +130,23 @@ def settings_from_args(args) -> dict:
         raise GenerateError(f"--samples {args.samples} is too small; pass --samples 1 or more.")
     if args.bounces < 0:
         raise GenerateError(f"--bounces {args.bounces} is negative; pass --bounces 0 or more.")
-    w, h = parse_size(args.size)
-    split = args.split or default_split(args.condition)
+    domain = _domain(getattr(args, "domain", "clevr") or "clevr")
+    condition = args.condition or domain.default_condition
+    try:
+        domain.check_condition(condition)
+    except KeyError as err:
+        raise GenerateError(f"--condition {condition} is not one of the {domain.name} domain's "
+                            f"({', '.join(domain.conditions)}); pick one of those.") from None
+    if args.size is None:
+        side = domain.task.get("canvas_px")
+        size = f"{side}x{side}" if side else DEFAULT_SIZE
+    else:
+        size = args.size
+    w, h = parse_size(size)
+    split = args.split or default_split(condition, domain)
     if not split.replace("-", "").replace("_", "").isalnum():
         raise GenerateError(f"--split {split!r} may only contain letters, digits, '-' and '_'.")
-    return {"condition": args.condition, "count": args.count, "width": w, "height": h,
+    return {"condition": condition, "count": args.count, "width": w, "height": h,
             "samples": args.samples, "max_bounces": args.bounces, "seed": args.seed, "split": split,
             "domain": args.domain,
             "min_pixels": args.min_pixels if args.min_pixels is not None else default_min_pixels(w, h)}
@@ -215,7 +244,7 @@ def write_scenes_json(out: Path, settings: dict) -> int:
             "count": settings["count"], "complete": len(scenes), "width": settings["width"],
             "height": settings["height"], "samples": settings["samples"],
             "max_bounces": settings["max_bounces"], "generator": "ig_llm generate",
-            "rotation_units": "radians, as applied in Blender"}
+            "rotation_units": "radians, as applied in Blender", "domain": settings["domain"]}
     write_json(out / "scenes.json", {"info": info, "scenes": scenes})
     return len(scenes)
 
@@ -228,11 +257,15 @@ def render_indices(out: Path, settings: dict, indices: list[int], threads: int |
     """Render `indices` in this process (imports bpy). `on_done(i)` after each sample."""
     if not indices:
         return
-    from .render import Renderer
     from ..scene.domain import load_domain
 
+    domain = load_domain(settings["domain"])
+    if domain.kind == "clevr":
+        from .render import Renderer
+    else:
+        from .task_render import TaskRenderer as Renderer
     renderer = Renderer(settings["width"], settings["height"], settings["samples"],
-                        domain=load_domain(settings["domain"]), condition=settings["condition"],
+                        domain=domain, condition=settings["condition"],
                         seed=settings["seed"], split=settings["split"], threads=threads,
                         min_pixels=settings["min_pixels"], max_bounces=settings["max_bounces"])
     parent = os.getppid()
@@ -325,12 +358,6 @@ def main(args) -> int:
         render_indices(out, settings, todo, args.threads, stop_if_orphaned=True)
         return 0
 
-    from ..scene.domain import load_domain
-    try:
-        domain = load_domain(settings["domain"])
-        domain.allowed_colors("cube", settings["condition"])
-    except (FileNotFoundError, KeyError) as err:
-        raise GenerateError(str(err).strip("'\"")) from None
     prepare_out(out, settings, args.resume)
     mine = shard_indices(settings["count"], shard, num_shards)
     todo = missing_indices(out, settings, mine)

@@ -20,6 +20,13 @@ Extras (not in the paper's script):
   four categorical attributes (shape, colour, material, size) right; unmatched true
   objects count as wrong. Location is not part of it.
 
+The paper's 2D and SO(3) tasks (scene/task_program.py) use the same matching:
+* 2D dots: ``l2`` is the distance between the dots in canvas units (the canvas is 1 wide);
+  the CLEVR attribute metrics are None.
+* Posed objects: ``rot_err_deg`` is the official geodesic error
+  arccos((tr(R_true R_pred^T) - 1) / 2) in degrees; ``shape_acc`` compares the shape
+  words; ``l2`` is None (every object sits at the origin).
+
 Aggregation: each metric is computed per scene, then averaged over scenes. A scene whose
 denominator for a metric is empty (no matched pairs for l2/size/colour/material; no
 matched non-sphere for shape; no cube-cube pair for yaw; no true objects for
@@ -38,6 +45,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from ..scene.program import Scene, SceneObject
+from ..scene.rotations import geodesic_deg
+from ..scene.task_program import DotObject, PoseObject
 
 CATEGORICAL = ("shape", "color", "material", "size")
 # metric name -> (is a percentage, lower is better), in table order
@@ -51,6 +60,7 @@ METRICS = {
     "size_acc": (True, False),
     "all_attr_acc": (True, False),
     "yaw_err_deg": (False, True),
+    "rot_err_deg": (False, True),
 }
 QUARTER_TURN_DEG = 90.0
 
@@ -86,6 +96,10 @@ def scene_metrics(true: Scene, pred: Scene) -> dict:
     out: dict = {"n_true": n_true, "n_pred": n_pred, "n_matched": len(pairs),
                  "ace": float(abs(n_pred - n_true)), "count_acc": float(n_pred == n_true)}
     matched = [(true.objects[i], pred.objects[j]) for i, j in pairs]
+    task = _task_kind(true, pred)
+    if task:
+        return {**out, **_task_metrics(task, matched)}
+    out["rot_err_deg"] = None
     out["l2"] = _mean([math.dist(t.loc, p.loc) for t, p in matched])
     for attr in ("size", "color", "material"):
         out[f"{attr}_acc"] = _mean([float(getattr(t, attr) == getattr(p, attr)) for t, p in matched])
@@ -94,6 +108,27 @@ def scene_metrics(true: Scene, pred: Scene) -> dict:
                                 if t.shape == "cube" and p.shape == "cube"])
     all_right = sum(all(getattr(t, a) == getattr(p, a) for a in CATEGORICAL) for t, p in matched)
     out["all_attr_acc"] = all_right / n_true if n_true else None
+    return out
+
+
+def _task_kind(true: Scene, pred: Scene) -> str | None:
+    objs = [*true.objects, *pred.objects]
+    if objs and all(isinstance(o, DotObject) for o in objs):
+        return "dot"
+    if objs and all(isinstance(o, PoseObject) for o in objs):
+        return "pose"
+    if any(isinstance(o, (DotObject, PoseObject)) for o in objs):
+        raise ValueError("a scene mixes 2D dots, posed objects and CLEVR objects; score each task on its own")
+    return None
+
+
+def _task_metrics(kind: str, matched) -> dict:
+    out = {name: None for name in METRICS if name not in ("ace", "count_acc")}
+    if kind == "dot":
+        out["l2"] = _mean([math.dist(t.loc, p.loc) for t, p in matched])
+    else:
+        out["rot_err_deg"] = _mean([geodesic_deg(t.matrix, p.matrix) for t, p in matched])
+        out["shape_acc"] = _mean([float(t.shape == p.shape) for t, p in matched])
     return out
 
 
