@@ -87,6 +87,9 @@ def make_card(args, config, n_train: int, steps: int, seconds: float, hw: str, w
         lines.insert(3, f"- initialised from: `{args.init_from}` (fine-tuned)")
     if args.mirror:
         lines.append(f"- augmentation: exact left-right mirror with probability {args.mirror:g}")
+    if getattr(args, "whiten_features", False):
+        lines.append("- projector input: the tower's tokens ZCA-whitened in training (`--whiten-features`), "
+                     "folded into the projector's first layer when saved")
     if metrics:
         lines += ["", "## Metrics", "", metrics_markdown(metrics)]
     return "\n".join(lines) + "\n"

@@ -13,7 +13,10 @@ another machine picks up where it stopped):
 2. stage 1: the conv tower learns to see from dense per-cell targets (``train --stage 1``,
    training/pretrain_dense.py) into ``ROOT/runs/default/stage1``;
 3. stage 2: tower frozen, projector + LM + numeric head learn the program
-   (``train --stage 2``, mirror augmentation) into ``ROOT/runs/default/model``;
+   (``train --stage 2``, mirror augmentation) into ``ROOT/runs/default/model``, then
+   continue from it with the tower's tokens whitened (``train --init-from …
+   --whiten-features``, docs/model.md) into ``ROOT/runs/default/finetune/model``
+   (``--ft-steps 0`` stops after the first part);
 4. ``predict`` + ``evaluate`` on the held-out sets into ``ROOT/runs/eval/default``;
 5. the metrics table goes into the model's ``card.md``; the model is copied to
    ``model/default/`` (atomically), unless ``--no-install``.
@@ -39,7 +42,9 @@ DEFAULT_MODEL_DIR = PACKAGE_ROOT / "model" / "default"
 # the default recipe: v3 (docs/results/v3/card.md), run on the 2-core CPU build machine; the shipped
 # v2 was made by the earlier recipe in model/default/card.md
 RECIPE = {"train_count": 2500, "stage1_steps": 800, "stage1_batch_size": 32, "stage1_lr": 2e-3,
-          "steps": 1294, "warmup_steps": 50, "batch_size": 32, "lr": 1e-3, "mirror": 0.5}
+          "steps": 1294, "warmup_steps": 50, "batch_size": 32, "lr": 1e-3, "mirror": 0.5,
+          # stage 2, second part: whitened tower tokens, a fresh warm-up + cosine, the next seed
+          "ft_steps": 2541, "ft_lr": 1e-3}
 
 
 class TrainDefaultError(UserError, RuntimeError):
@@ -61,6 +66,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=RECIPE["batch_size"])
     parser.add_argument("--lr", type=float, default=RECIPE["lr"])
     parser.add_argument("--mirror", type=float, default=RECIPE["mirror"], help="stage 2 mirror augmentation probability")
+    parser.add_argument("--ft-steps", type=int, default=RECIPE["ft_steps"],
+                        help=f"stage 2 second part, whitened tokens (default {RECIPE['ft_steps']}; 0 = skip)")
+    parser.add_argument("--ft-lr", type=float, default=RECIPE["ft_lr"])
     parser.add_argument("--stage1-steps", type=int, default=RECIPE["stage1_steps"])
     parser.add_argument("--stage1-batch-size", type=int, default=RECIPE["stage1_batch_size"])
     parser.add_argument("--stage1-lr", type=float, default=RECIPE["stage1_lr"])
@@ -150,6 +158,22 @@ def train(run: Path, data: Path, args, extra: list[str] = (), preset: str | None
     return model
 
 
+def fine_tune(run: Path, base: Path, data: Path, args) -> Path:
+    """Stage 2, second part: continue `base` with whitened tower tokens into `run`."""
+    model = run / "model"
+    if (model / "config.json").is_file():
+        print(f"[train-default] {model} exists, skipped", flush=True)
+        return model
+    cmd = _ig("train", "--data", str(data), "--out", str(run), "--init-from", str(base), "--whiten-features",
+              "--resume", "--batch-size", str(args.batch_size), "--lr", str(args.ft_lr), "--steps", str(args.ft_steps),
+              "--warmup-steps", str(RECIPE["warmup_steps"]), "--mirror", str(args.mirror), "--device", args.device,
+              "--workers", str(args.workers), "--seed", str(args.seed + 1), "--cache-images")
+    if args.bf16:
+        cmd.append("--bf16")
+    _run(cmd, f"fine-tune {run.parent.name}")
+    return model
+
+
 def evaluate(model: Path, sets: dict[str, Path], out_dir: Path, args) -> dict:
     """{set name: summary}; predictions and metrics files are reused when present."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -193,7 +217,8 @@ def main(args) -> int:
     sets = {name: v[0] for name, v in held_out.items()}
     train_data = root / "data" / "trainA"
 
-    model = train(root / "runs" / "default", train_data, args)
+    first = train(root / "runs" / "default", train_data, args)
+    model = fine_tune(root / "runs" / "default" / "finetune", first, train_data, args) if args.ft_steps > 0 else first
     summaries = evaluate(model, sets, root / "runs" / "eval" / "default", args)
     add_metrics_to_card(model, summaries, args)
     from .report import format_table
@@ -203,7 +228,9 @@ def main(args) -> int:
 
     if args.ablations:
         small = {k: v for k, v in sets.items() if "480" not in k}
-        rows = {"conv tower, dense stage 1 (default)": {k: v for k, v in summaries.items() if "480" not in k}}
+        # same data and stage-2 steps for every row: the default's first stage-2 part
+        base = summaries if first == model else evaluate(first, small, root / "runs" / "eval" / "default_part1", args)
+        rows = {"conv tower, dense stage 1 (default)": {k: v for k, v in base.items() if "480" not in k}}
         for name, run, extra, preset in (
                 ("ViT tower, contrastive stage 1 (tiny-vit)", "vit_tower", [], "tiny-vit"),
                 ("char numbers", "char_numbers", ["--numbers", "char"], None)):
