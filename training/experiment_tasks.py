@@ -213,7 +213,7 @@ COLUMNS = {
            ("count_acc_test", "count acc", 3)],
     "so3": [("rot_err_test", "ID mean °", 1), ("rot_err_test_median", "ID median °", 1),
             ("rot_err_ood", "OOD mean °", 1), ("rot_err_ood_median", "OOD median °", 1),
-            ("count_acc_ood", "OOD count acc", 3)],
+            ("count_acc_test", "ID count acc", 3), ("count_acc_ood", "OOD count acc", 3)],
 }
 
 
