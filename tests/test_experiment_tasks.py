@@ -51,6 +51,10 @@ def test_experiment_end_to_end_then_nothing_again(name, tmp_path, capsys):
     assert _run(name, tmp_path) == 0                  # rerun: no render, training or prediction
     assert "[experiment]" not in capsys.readouterr().out
     assert _stamps(tmp_path / "w") == before
+    if name == "2d":                                  # other steps than the runs were made with
+        assert _run(name, tmp_path, "--steps", "3") == 2
+        assert "was trained with other settings" in capsys.readouterr().err
+        assert _stamps(tmp_path / "w") == before
 
 
 def test_bad_sizes_one_sentence(tmp_path, capsys):
@@ -76,7 +80,7 @@ def test_cogent_still_needs_its_folders(tmp_path, capsys):
 
 
 def test_pure_parts():
-    args = Namespace(image_size=128, steps=5, batch_size=4, train_count=7, threads=None)
+    args = Namespace(image_size=128, steps=5, batch_size=4, train_count=7)
     argv = et.train_argv(Path("run"), Path("data"), "char", "so3:6d", args, seed=3)
     assert "--train-vision" in argv and argv[argv.index("--limit") + 1] == "7"
     assert 'domain="so3:6d"' in argv and "image_height=128" in argv and argv[argv.index("--seed") + 1] == "3"

@@ -61,6 +61,7 @@ def test_import_with_a_task_model_builds_its_domain(models, domain):
     assert col[apply.TAG_DOMAIN] == domain
     program = parse(col[apply.TAG_TEXT].as_string(), domain=load_domain(domain))
     n = len(program.objects)
+    assert n == 1                                       # this untrained model writes one object
     cam = next(o for o in col.children[0].objects if o.type == "CAMERA")
     assert not bpy.data.lights                          # the task camera, not CLEVR's lamps
     if domain == "2d":
@@ -95,7 +96,7 @@ def test_demo_with_a_so3_model_writes_its_scene(models, tmp_path):
                            str(paths["so3:aa"]), "--out", str(out), "--render", ""],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-1500:]
-    assert "rotation=(" in proc.stdout or "Wrote" in proc.stdout
+    assert "add(shape='tripod', rotation=(" in proc.stdout
     bpy.ops.wm.open_mainfile(filepath=str(out))
     cams = [o for o in bpy.data.objects if o.type == "CAMERA"]
     assert len(cams) == 1 and cams[0].data.type == "PERSP" and not bpy.data.lights

@@ -109,8 +109,7 @@ def train_argv(run: Path, data: Path, numbers: str, domain: str, args, seed: int
             "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(LR),
             "--seed", str(seed), "--limit", str(args.train_count), "--workers", "0", "--cache-images",
             "--save-every", str(SAVE_EVERY), "--quiet", "--resume"]
-    argv += [a for k, v in sets.items() for a in ("--set", f"{k}={json.dumps(v)}")]
-    return argv + (["--threads", str(args.threads)] if args.threads else [])
+    return argv + [a for k, v in sets.items() for a in ("--set", f"{k}={json.dumps(v)}")]
 
 
 # ---------------------------------------------------------------------------------------
@@ -134,11 +133,28 @@ def render_datasets(name: str, args) -> dict[str, Path]:
     return folders
 
 
-def train_variant(run: Path, argv: list[str]) -> Path:
+RECIPE_FILE = "experiment_train.json"   # in each run folder: the train line it was started with
+
+
+def check_recipe(run: Path, argv: list[str]) -> None:
+    """A run folder is reused only for the same training line (sizes, steps, seed, ...)."""
+    path = run / RECIPE_FILE
+    if path.is_file():
+        if json.loads(path.read_text()) != argv:
+            raise ExperimentError(f"{run} was trained with other settings (see {path}); pass the sizes it was made "
+                                  "with, or another --out.")
+    else:
+        run.mkdir(parents=True, exist_ok=True)
+        write_json(path, argv)
+
+
+def train_variant(run: Path, argv: list[str], threads: int | None = None) -> Path:
     """Train (or resume, or skip) one run in process; returns its model folder."""
     model = run / "model"
+    check_recipe(run, argv)
     if not (model / "config.json").is_file():
         from ..cli import command_parser
+        argv = argv + (["--threads", str(threads)] if threads else [])   # speed only: not in the recipe
         print(f"[experiment] ig_llm {' '.join(argv)}", flush=True)
         parser, module = command_parser("train")
         module.main(parser.parse_args(argv[1:]))
@@ -279,7 +295,7 @@ def run_task_experiment(name: str, args) -> dict:
         per_seed = []
         for seed in args.seeds:
             run = out / f"{label}_s{seed}"
-            model = train_variant(run, train_argv(run, folders["train"], numbers, domain, args, seed))
+            model = train_variant(run, train_argv(run, folders["train"], numbers, domain, args, seed), args.threads)
             reports = {}
             for set_name in eval_sets:
                 pred = run / f"{set_name}.predictions.json"
