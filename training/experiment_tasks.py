@@ -48,7 +48,7 @@ DATASETS = {
 }
 # size defaults: each experiment finishes in roughly an hour on a 2-core CPU (docs/experiments.md)
 # (estimated from CPU-seconds measured at toy size: ~7 CPU-s per training step of 32 at
-# 128 px with the tower trained, ~0.15 CPU-s per prediction, ~0.6 s per Workbench render)
+# 128 px with the tower trained, ~0.15 CPU-s per prediction, ~0.7 CPU-s per Workbench render incl. start-up)
 DEFAULTS = {"2d": dict(train_count=1000, test_count=250, steps=300, batch_size=32),
             "so3": dict(train_count=800, test_count=200, steps=100, batch_size=32)}
 LR = 1e-3            # small model trained from scratch, tower included: higher than train's default
