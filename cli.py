@@ -22,7 +22,7 @@ COMMANDS = {
     "train-default": ("training.train_default", "Train the default recipe from scratch: render, both stages, evaluate (resumable)"),
     "predict": ("training.predict", "Predict scene programs for images (CLEVR scenes JSON out)"),
     "evaluate": ("training.evaluate", "Score predictions against ground truth (paper metrics)"),
-    "experiment": ("training.experiment", "The paper's experiments as one command each (cogent: IG-LLM vs an NS-VQA-style parser)"),
+    "experiment": ("training.experiment", "The paper's experiments as one command each (cogent: IG-LLM vs an NS-VQA-style parser; 2d: head vs characters; so3: rotation representations)"),
     "bench": ("training.bench", "Benchmarks: `bench render`, `bench model`"),
     "package": ("tools.package", "Build the installable extension zip with Blender's own tool"),
 }

@@ -25,8 +25,9 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     from .images import load_image
-    from .model.inference import predict_image
+    from .model.inference import Predictor
     from .scene.build_command import _check_output, write_blend
+    from .scene.domain import load_domain
 
     inputs = [args.image]
     out = _check_output(args.out, "--out", ".blend", inputs)
@@ -35,11 +36,16 @@ def main(args) -> int:
     compare = _check_output(args.compare, "--compare", ".png", inputs) if render and args.compare else None
     image = load_image(args.image)          # one sentence naming the file if it is unusable
     start = time.perf_counter()
-    scene, program = predict_image(image, model_dir=args.model, device="cpu")
+    predictor = Predictor(args.model, device="cpu")
+    pred = predictor.predict_full([image])[0]
     seconds = time.perf_counter() - start
-    print(f"Program predicted from {args.image} in {seconds:.2f} s:\n{program}\n")
-    write_blend(scene, out, render=render, samples=args.samples,
-                collection_name=Path(args.image).stem, source=str(args.image))
+    print(f"Program predicted from {args.image} in {seconds:.2f} s:\n{pred.program}\n")
+    # the model's domain picks what is built: CLEVR objects + stage, or a 2d / so3 task scene
+    # with the task's camera at its square canvas size
+    domain = load_domain(pred.domain)
+    size = {} if domain.kind == "clevr" else {"size": (domain.task["canvas_px"],) * 2}
+    write_blend(pred.scene, out, render=render, samples=args.samples, collection_name=Path(args.image).stem,
+                source=str(args.image), domain=domain, **size)
     if compare is not None:
         side_by_side(Path(args.image), render, compare)
         print(f"Wrote {compare} (left: reference, right: rebuilt scene)")

@@ -60,6 +60,7 @@ class Prediction:
     program: str
     confidence: float | None      # 0-1, higher = more like the training scenes; None: not calibrated
     in_domain: bool
+    domain: str = "clevr"         # the model's domain: the language of `program`, what to build
 
 
 class Predictor:
@@ -141,7 +142,7 @@ class Predictor:
                     tokens = self.model.vision(pixels.to(self.model.device, vdtype)).float().cpu().numpy()
                 judged = [self._judge(t) for t in tokens]
             for (text, scene), (conf, ok) in zip(generate(self.model, pixels, constrained=self.constrained), judged):
-                results.append(Prediction(scene, text, conf, ok))
+                results.append(Prediction(scene, text, conf, ok, self.config.domain))
         return results
 
     def _predict_numpy(self, image) -> Prediction:
@@ -153,7 +154,7 @@ class Predictor:
         tokens = self.model.tower_tokens(x)
         conf, ok = self._judge(tokens)
         text, scene = numpy_runtime.generate(self.model, x, constrained=self.constrained, tokens=tokens)
-        return Prediction(scene, text, conf, ok)
+        return Prediction(scene, text, conf, ok, self.config.domain)
 
 
 def predict_image(path, model_dir=None, device: str = "auto"):

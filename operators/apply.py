@@ -20,12 +20,14 @@ import bpy
 
 from ..scene import assets
 from ..scene.builder import build_scene
+from ..scene.domain import load_domain
 from ..scene.program import ProgramError, Scene, parse
 
 TAG_SOURCE = "ig_llm_source"   # on the collection: the image it came from
 TAG_TEXT = "ig_llm_text"       # on the collection: the Text datablock with its program
 TAG_IMAGE = "ig_llm_image"     # on the collection: an Image datablock this import loaded
 TAG_OWNED = "ig_llm_owned"     # on a datablock: made by an import (removed with it)
+TAG_DOMAIN = "ig_llm_domain"   # on the collection: the model's domain (its program's language)
 
 
 def collection_name_for(image_name: str) -> str:
@@ -91,18 +93,22 @@ def remove_result(col) -> None:
 
 def apply_result(bpy_scene, scene: Scene, program: str, *, name: str, source: str,
                  replace: bool = False, add_camera: bool = False, set_active_camera: bool = False,
-                 background_image=None):
+                 background_image=None, domain: str = "clevr"):
     """Build `scene` into a new collection called `name`; returns the collection.
 
-    `add_camera`: a child collection with CLEVR's camera and lamps, and
-    `background_image` (an Image datablock) behind that camera; `set_active_camera`
-    makes it the scene's camera (off by default: the user's camera stays).
+    `domain` is the model's (its config's ``domain``): CLEVR objects, or the 2D task's
+    canvas and dot, or the SO(3) task's posed object. `add_camera`: a child collection
+    with the domain's camera (CLEVR's also gets its lamps), and `background_image` (an
+    Image datablock) behind that camera; `set_active_camera` makes it the scene's camera
+    (off by default: the user's camera stays).
     Raises ProgramError (before creating anything) when the program is invalid.
     """
+    dom = load_domain(domain)
     old = result_collections(bpy_scene) if replace else []
-    col = build_scene(scene, collection_name=name, bpy_scene=bpy_scene)  # validates first
+    col = build_scene(scene, collection_name=name, bpy_scene=bpy_scene, domain=dom)  # validates first
     _drop_template_meshes()
     col[TAG_SOURCE] = source
+    col[TAG_DOMAIN] = domain
     text = bpy.data.texts.new(f"{col.name} program")
     text.write(program.rstrip("\n") + "\n")
     col[TAG_TEXT] = text
@@ -113,7 +119,11 @@ def apply_result(bpy_scene, scene: Scene, program: str, *, name: str, source: st
 
         rig = bpy.data.collections.new(f"{col.name} Camera")
         col.children.link(rig)
-        camera = add_camera_and_lights(rig, col.name)
+        if dom.kind == "clevr":
+            camera = add_camera_and_lights(rig, col.name)
+        else:       # the task's fixed render camera; it is lit by Workbench, so no lamps
+            from ..scene.task_builder import add_task_camera
+            camera = add_task_camera(rig, dom, f"{col.name} Camera")
         if background_image is not None:
             set_camera_background(camera, background_image)
         if set_active_camera:
@@ -159,11 +169,14 @@ def rebuild_from_text(bpy_scene, text) -> "bpy.types.Collection":
     The old objects are removed only after the new program parsed and built, so a typo in
     the program leaves the scene as it was. Raises ProgramError with line and column.
     """
-    scene = parse(text.as_string())
     old = next((c for c in result_collections(bpy_scene) if c.get(TAG_TEXT) == text), None)
+    domain = old.get(TAG_DOMAIN, "clevr") if old is not None else "clevr"
+    dom = load_domain(domain)
+    scene = parse(text.as_string(), domain=dom)
     name = old.name if old is not None else text.name.removesuffix(" program")
-    col = build_scene(scene, collection_name=name + ".rebuild", bpy_scene=bpy_scene)
+    col = build_scene(scene, collection_name=name + ".rebuild", bpy_scene=bpy_scene, domain=dom)
     _drop_template_meshes()
+    col[TAG_DOMAIN] = domain
     if old is not None:
         col[TAG_SOURCE] = old[TAG_SOURCE]
         for child in list(old.children):     # keep the camera rig and the reference image

@@ -168,7 +168,7 @@ class IMPORT_SCENE_OT_image_to_scene(JobOperatorMixin, bpy.types.Operator, Impor
             col = apply.apply_result(
                 context.scene, pred.scene, pred.program, name=apply.collection_name_for(req["image_name"]),
                 source=req["label"], replace=self.mode == "REPLACE", add_camera=self.add_camera,
-                set_active_camera=self.set_active_camera, background_image=bg)
+                set_active_camera=self.set_active_camera, background_image=bg, domain=pred.domain)
         except (ProgramError, RuntimeError) as exc:
             if bg is not None and bg.get(apply.TAG_OWNED) and bg.users == 0:
                 bpy.data.images.remove(bg)  # loaded for this run only: leave no trace

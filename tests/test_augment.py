@@ -117,3 +117,29 @@ def test_mirror_folder_bad_input_leaves_nothing(tmp_path):
         mirror_folder(data, tmp_path / "m")
     with pytest.raises(FileExistsError, match="already exists"):
         mirror_folder(data, data)
+
+
+def test_2d_dot_mirror_is_x_to_one_minus_x_on_the_flipped_canvas():
+    """The 2d canvas is the whole square image: a flipped render shows the dot at 1 - x."""
+    import numpy as np
+    from ig_llm.scene.program import Scene
+    from ig_llm.scene.task_program import DotObject
+    side, x, y = 336, 0.23, 0.61
+    img = np.zeros((side, side))
+    vv, uu = np.mgrid[0:side, 0:side] + 0.5
+    img[(uu - x * side) ** 2 + (vv - y * side) ** 2 <= 25] = 1          # the 5-px dot
+    def centre(im):                 # the dot's position as the evaluator reads it
+        ys, xs = np.nonzero(im)
+        return (xs.mean() + 0.5) / side, (ys.mean() + 0.5) / side
+    (cx, cy), (fx, fy) = centre(img), centre(img[:, ::-1])
+    (dot,) = mirror_scene(Scene([DotObject(cx, cy)]), None).objects
+    assert (dot.x, dot.y) == pytest.approx((fx, fy), abs=1e-12)
+
+
+def test_mirror_refuses_a_pose_domain_in_one_sentence():
+    from ig_llm.scene.domain import load_domain
+    from ig_llm.training.augment import check_mirror
+    check_mirror(load_domain("2d"))
+    check_mirror(load_domain("clevr"))
+    with pytest.raises(ValueError, match=r"^--mirror is not implemented for the so3:6d domain .*; drop --mirror\.$"):
+        check_mirror(load_domain("so3:6d"))

@@ -20,6 +20,7 @@ from dataclasses import replace
 
 from ..scene.camera import camera_axes
 from ..scene.program import Scene
+from ..scene.task_program import DotObject
 
 
 def _reflect(v, r) -> tuple[float, float, float]:
@@ -44,8 +45,20 @@ def mirror_yaw(yaw: float, camera) -> float:
     return _yaw_reflected(yaw, camera_axes(camera)[0])
 
 
+def check_mirror(domain) -> None:
+    """Raise ValueError (one sentence) for a domain whose mirror image no program describes."""
+    if domain.kind == "pose":
+        raise ValueError(f"--mirror is not implemented for the {domain.name} domain (the mirror image of a chiral "
+                         "object is no rotation of it); drop --mirror.")
+
+
 def mirror_scene(scene: Scene, camera) -> Scene:
-    """The scene a left-right flipped image of `scene` (seen from `camera`) shows."""
+    """The scene a left-right flipped image of `scene` (seen from `camera`) shows.
+
+    2D dots: the canvas is the whole square image, so a flip maps x to 1 - x exactly
+    (pixel u = 336 x to 336 - u); y stays. Pose scenes are refused by `check_mirror`."""
+    if scene.objects and all(isinstance(o, DotObject) for o in scene.objects):
+        return Scene([replace(o, x=1.0 - o.x) for o in scene.objects])
     r = camera_axes(camera)[0]          # once per scene: this runs in the training collate
     return Scene([replace(o, loc=_reflect(o.loc, r), rotation=_yaw_reflected(o.rotation, r))
                   for o in scene.objects])

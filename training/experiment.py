@@ -10,6 +10,9 @@ The baseline is trained twice: as NS-VQA was (no colour augmentation) and with t
 rotation the IG-LLM tower's pre-training uses, so the table separates "language model vs
 per-object parser" from "augmentation vs none". Every step skips what already exists in
 ``--out`` (stage-1 runs resume), so a rerun only does what is missing.
+
+``2d`` and ``so3`` — parameter-space generalisation (numeric head vs characters; the four
+rotation representations): training/experiment_tasks.py.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from ..errors import UserError
 
 # baseline variant -> stage-1 hue-rotation share (0: as NS-VQA was trained; None: the tower's default)
 BASELINES = {"NS-VQA-style": 0.0, "NS-VQA-style + hue rotation": None}
+EXPERIMENTS = ("cogent", "2d", "so3")
 
 
 class ExperimentError(UserError, RuntimeError):
@@ -28,14 +32,19 @@ class ExperimentError(UserError, RuntimeError):
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("name", choices=("cogent",), help="which experiment")
-    parser.add_argument("--data", nargs="+", required=True, help="condition-A training folder(s)")
-    parser.add_argument("--val", nargs="+", required=True, help="held-out dataset folders (e.g. valA valB)")
-    parser.add_argument("--model", help="IG-LLM model folder to compare (default: the shipped model)")
-    parser.add_argument("--out", default="runs/experiments/cogent", help="work folder (runs, predictions)")
-    parser.add_argument("--results", default="docs/results/cogent", help="folder for the table (markdown + JSON)")
-    parser.add_argument("--steps", type=int, help="baseline training steps (default: train-default's stage 1)")
-    parser.add_argument("--seed", type=int, default=1)
+    from .experiment_tasks import add_size_arguments
+    parser.add_argument("name", choices=EXPERIMENTS, help="which experiment")
+    parser.add_argument("--out", help="work folder (runs, predictions; 2d/so3 also data/) "
+                                      "(default runs/experiments/NAME)")
+    parser.add_argument("--results", help="folder for the table (markdown + JSON) (default docs/results/NAME)")
+    parser.add_argument("--steps", type=int, help="training steps (cogent: the baselines', default train-default's "
+                                                   "stage 1; 2d/so3: each variant's stage 2)")
+    g = parser.add_argument_group("cogent")
+    g.add_argument("--data", nargs="+", help="condition-A training folder(s) (required)")
+    g.add_argument("--val", nargs="+", help="held-out dataset folders (e.g. valA valB) (required)")
+    g.add_argument("--model", help="IG-LLM model folder to compare (default: the shipped model)")
+    g.add_argument("--seed", type=int, default=1)
+    add_size_arguments(parser)
 
 
 def _stage1_dir(run: Path) -> Path:
@@ -99,6 +108,14 @@ def run_cogent(args) -> dict:
 
 
 def main(args) -> int:
+    args.out = args.out or f"runs/experiments/{args.name}"
+    args.results = args.results or f"docs/results/{args.name}"
+    if args.name != "cogent":
+        from . import experiment_tasks
+        return experiment_tasks.main(args.name, args)
+    if not args.data or not args.val:
+        raise ExperimentError("experiment cogent needs --data (condition-A training folders) and --val "
+                              "(held-out folders); pass both.")
     from .report import ablation_table
     results = Path(args.results)
     table_md = check_output(str(results / "table.md"), "--results")
@@ -115,4 +132,4 @@ def main(args) -> int:
     return 0
 
 
-__all__ = ["BASELINES", "ExperimentError", "run_cogent"]
+__all__ = ["BASELINES", "EXPERIMENTS", "ExperimentError", "run_cogent"]

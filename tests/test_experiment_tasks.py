@@ -1,0 +1,104 @@
+"""`ig_llm experiment 2d | so3` at toy size: render, train, predict, score, table (+ the 2d
+error map); a rerun does nothing again; bad input ends in one sentence with exit 2."""
+import json
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("bpy")
+
+from ig_llm.cli import main as cli_main  # noqa: E402
+from ig_llm.training import experiment_tasks as et  # noqa: E402
+
+TOY = ["--train-count", "3", "--test-count", "2", "--steps", "2", "--batch-size", "2", "--render-workers", "1",
+       "--threads", "1"]
+
+
+def _run(name, root: Path, *extra):
+    return cli_main(["experiment", name, "--out", str(root / "w"), "--results", str(root / "r"), *TOY, *extra])
+
+
+def _stamps(folder: Path) -> dict:
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("name", ["2d", "so3"])
+def test_experiment_end_to_end_then_nothing_again(name, tmp_path, capsys):
+    assert _run(name, tmp_path) == 0
+    table = json.loads((tmp_path / "r" / "table.json").read_text())
+    labels = [v[0] for v in et.variants(name)]
+    assert list(table["rows"]) == labels and len(labels) == (2 if name == "2d" else 8)
+    md = (tmp_path / "r" / "table.md").read_text()
+    assert all(f"| {label} |" in md for label in labels) and "--train-count 3" in md
+    for label, numbers, domain in et.variants(name):
+        config = json.loads((tmp_path / "w" / f"{label}_s0" / "model" / "config.json").read_text())
+        cfg = config["config"]
+        assert (cfg["domain"], cfg["numbers"], cfg["freeze_vision"]) == (domain, numbers, False)
+        assert (cfg["image_size"], cfg["image_height"]) == (et.IMAGE_SIZE, et.IMAGE_SIZE)
+    sets = {"2d": ("test", "heldout"), "so3": ("test", "ood")}[name]
+    assert {p.name for p in (tmp_path / "w" / "data").iterdir()} == {"train", *sets}
+    if name == "2d":
+        png = tmp_path / "r" / "error_map.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "error_map.png" in md
+        assert {len(table["error_points"][lb]) for lb in labels} == {2}   # one point per test image
+    else:
+        assert "rot_err_ood" in table["rows"]["6d-head"]
+    before = _stamps(tmp_path / "w")
+    capsys.readouterr()
+    assert _run(name, tmp_path) == 0                  # rerun: no render, training or prediction
+    assert "[experiment]" not in capsys.readouterr().out
+    assert _stamps(tmp_path / "w") == before
+    if name == "2d":                                  # other steps than the runs were made with
+        assert _run(name, tmp_path, "--steps", "3") == 2
+        assert "was trained with other settings" in capsys.readouterr().err
+        assert _stamps(tmp_path / "w") == before
+
+
+def test_bad_sizes_one_sentence(tmp_path, capsys):
+    assert _run("2d", tmp_path, "--steps", "0") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "ig_llm experiment: --steps 0 is too small; pass 1 or more."
+    assert not (tmp_path / "r").exists() and not (tmp_path / "w").exists()
+
+
+def test_foreign_dataset_one_sentence(tmp_path, capsys):
+    train = tmp_path / "w" / "data" / "train"
+    train.mkdir(parents=True)
+    (train / "manifest.json").write_text(json.dumps({"domain": "clevr", "condition": "A", "split": "train"}))
+    assert _run("so3", tmp_path) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "holds a clevr/A/train dataset, not the so3/id/train one" in err
+    assert not (tmp_path / "r" / "table.md").exists()
+
+
+def test_cogent_still_needs_its_folders(tmp_path, capsys):
+    assert cli_main(["experiment", "cogent", "--out", str(tmp_path / "w"), "--results", str(tmp_path / "r")]) == 2
+    assert "needs --data" in capsys.readouterr().err
+
+
+def test_pure_parts():
+    args = Namespace(image_size=128, steps=5, batch_size=4, train_count=7)
+    argv = et.train_argv(Path("run"), Path("data"), "char", "so3:6d", args, seed=3)
+    assert "--train-vision" in argv and argv[argv.index("--limit") + 1] == "7"
+    assert 'domain="so3:6d"' in argv and "image_height=128" in argv and argv[argv.index("--seed") + 1] == "3"
+    assert [v[2] for v in et.variants("so3", ["aa"])] == ["so3:aa", "so3:aa"]
+    # points split by the checkerboard (8 cells: (0, 0) trains, (1, 0) does not)
+    pts = [(0.01, 0.01, 0.1), (0.2, 0.01, 0.3), (0.5, 0.5, None)]
+    s = et.dot_scores(pts, None, 8)
+    assert s["l2_test_in_cells"] == pytest.approx(0.1) and s["l2_test_between_cells"] == pytest.approx(0.3)
+    assert s["count_acc_test"] == pytest.approx(2 / 3) and s["l2_heldout"] is None
+    assert "| head | 0.2000 | 0.1000 | 0.3000 | — |" in et.markdown_table("2d", {"head": s})
+
+
+def test_train_mirror_with_a_pose_domain_is_refused(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    rc = cli_main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--mirror", "0.5",
+                   "--set", 'domain="so3:aa"', "--set", "max_objects=1", "--steps", "1", "--workers", "0"])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("ig_llm train: --mirror is not implemented for the so3:aa domain (the mirror image of a chiral "
+                   "object is no rotation of it); drop --mirror.")
+    assert not (tmp_path / "run").exists()
