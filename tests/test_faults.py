@@ -308,6 +308,7 @@ def test_predict_folder_keeps_the_good_predictions(shared, tmp_path, capsys):
     imgs.mkdir()
     png(imgs / "a.png"), png(imgs / "c.png")
     (imgs / "b.png").write_bytes(b"junk")
+    png(imgs / f"{TEMP_PREFIX}a.png.render-1.png-x.png")   # a killed renderer's temp file: not in the set
     assert cli_main(["predict", str(imgs), "--model", str(shared / "model"), "--out", str(tmp_path / "p.json"),
                      "--quiet", "--device", "cpu"]) == 2
     out = json.loads((tmp_path / "p.json").read_text())

@@ -36,6 +36,13 @@ class ImageItem:
         return self.pack.image(self.index) if self.pack is not None else load_image(self.path)
 
 
+def _folder_images(folder: Path) -> list[Path]:
+    """Image files directly in `folder`, sorted; hidden files (e.g. a killed writer's temp
+    file) are not images of the set."""
+    return sorted(q for q in folder.iterdir()
+                  if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file() and not q.name.startswith("."))
+
+
 def collect_images(paths) -> list[ImageItem]:
     """Image files named directly, the images directly inside named folders (sorted;
     a dataset folder's images/ too), and every image of a packed ``.npz`` dataset."""
@@ -43,9 +50,9 @@ def collect_images(paths) -> list[ImageItem]:
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file())
+            found = _folder_images(p)
             if not found and (p / "images").is_dir():   # a dataset folder
-                found = sorted(q for q in (p / "images").iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+                found = _folder_images(p / "images")
             if not found:
                 raise PredictError(f"Folder {p} contains no images ({', '.join(IMAGE_SUFFIXES)}); "
                                    "pass image files or a folder of images.")
