@@ -97,6 +97,17 @@ def sort_left_to_right(objects: Iterable[SceneObject], camera=DEFAULT_CAMERA) ->
 FIELD_ORDER = ("shape", "color", "material", "size", "loc", "rotation")
 
 
+def number_writer(numbers: str, fmt: str, values: list):
+    """One number of a program line as text: ``<num>`` (the value appended to `values`) when
+    `numbers` is "placeholder", else `fmt` (tiny values written as 0, never "-0.000")."""
+    def num(v: float) -> str:
+        if numbers == "placeholder":
+            values.append(float(v))
+            return NUM_TOKEN
+        return fmt.format(0.0 if abs(v) < 5e-4 else v)
+    return num
+
+
 def format_program(scene: Scene, numbers: str = "char", *, domain: Domain | None = None,
                    camera=DEFAULT_CAMERA, rng=None, shuffle_attributes: bool = False):
     """Scene -> program text, objects left to right.
@@ -114,13 +125,7 @@ def format_program(scene: Scene, numbers: str = "char", *, domain: Domain | None
         from .task_program import format_task
         return format_task(scene, numbers, domain, rng=rng, shuffle_attributes=shuffle_attributes)
     lines, values = [], []
-
-    def num(v: float) -> str:
-        if numbers == "placeholder":
-            values.append(float(v))
-            return NUM_TOKEN
-        return CHAR_NUMBER_FORMAT.format(0.0 if abs(v) < 5e-4 else v)
-
+    num = number_writer(numbers, CHAR_NUMBER_FORMAT, values)
     for obj in sort_left_to_right(scene.objects, camera):
         words = {}
         for attr in ATTRIBUTES:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from . import rotations
 from .domain import Domain
-from .program import (CHAR_NUMBER_FORMAT, NUM_TOKEN, ProgramError, Scene, _Line, _parse_number,
+from .program import (CHAR_NUMBER_FORMAT, ProgramError, Scene, _Line, _parse_number, number_writer,
                       _parse_word)
 
 DOT_FIELDS = ("x", "y")
@@ -90,13 +90,7 @@ def format_task(scene: Scene, numbers: str, domain: Domain, rng=None, shuffle_at
     """As program.format_program, for a dot2d or pose domain."""
     fmt = number_format(domain)
     lines, values = [], []
-
-    def num(v: float) -> str:
-        if numbers == "placeholder":
-            values.append(float(v))
-            return NUM_TOKEN
-        return fmt.format(0.0 if abs(v) < 5e-4 else v)
-
+    num = number_writer(numbers, fmt, values)
     for obj in scene.objects:
         order = list(fields(domain))
         if shuffle_attributes and rng:

@@ -40,3 +40,19 @@ def python_without_torch():
     if subprocess.run([str(py), "-c", check], capture_output=True).returncode != 0:
         pytest.skip(f"{py} pulled in torch, Pillow or safetensors; the no-torch check needs a clean one")
     return str(py)
+
+
+# the add-on registered for a whole test module, and a factory-empty scene per test (bpy tests
+# opt in with ``pytestmark = pytest.mark.usefixtures("registered_addon", "empty_scene")``)
+@pytest.fixture(scope="module")
+def registered_addon():
+    import ig_llm
+    ig_llm.register()
+    yield
+    ig_llm.unregister()
+
+
+@pytest.fixture
+def empty_scene():
+    import bpy
+    bpy.ops.wm.read_factory_settings(use_empty=True)

@@ -17,16 +17,7 @@ ROOT = Path(ig_llm.__file__).resolve().parent
 PY = sys.executable
 
 
-@pytest.fixture(scope="module", autouse=True)
-def registered():
-    ig_llm.register()
-    yield
-    ig_llm.unregister()
-
-
-@pytest.fixture(autouse=True)
-def empty_scene():
-    bpy.ops.wm.read_factory_settings(use_empty=True)
+pytestmark = pytest.mark.usefixtures("registered_addon", "empty_scene")
 
 
 def snapshot():

@@ -14,16 +14,7 @@ from ig_llm.operators import apply  # noqa: E402
 from ig_llm.scene.task_builder import KIND_PROP  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def registered():
-    ig_llm.register()
-    yield
-    ig_llm.unregister()
-
-
-@pytest.fixture(autouse=True)
-def empty_scene():
-    bpy.ops.wm.read_factory_settings(use_empty=True)
+pytestmark = pytest.mark.usefixtures("registered_addon", "empty_scene")
 
 
 def _model(root, domain):

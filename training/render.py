@@ -231,14 +231,19 @@ class Renderer:
         return rec
 
     def close(self):
-        """Remove the temp folder and the dataset scene."""
-        import shutil
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
-        if self.collection is not None:
-            builder.clear_scene_objects(self.collection)
-            self.collection = None
-        if self.scene.name in bpy.data.scenes and len(bpy.data.scenes) > 1:
-            bpy.data.scenes.remove(self.scene)
+        close_renderer(self)
+
+
+def close_renderer(renderer) -> None:
+    """Remove a renderer's temp folder, its objects and its dataset scene (every renderer
+    keeps ``tmpdir``, ``collection`` and ``scene``)."""
+    import shutil
+    shutil.rmtree(renderer.tmpdir, ignore_errors=True)
+    if renderer.collection is not None:
+        builder.clear_scene_objects(renderer.collection)
+        renderer.collection = None
+    if renderer.scene.name in bpy.data.scenes and len(bpy.data.scenes) > 1:
+        bpy.data.scenes.remove(renderer.scene)
 
 
 @contextmanager

@@ -10,7 +10,6 @@ empty; only the CLEVR vision pre-training reads it).
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 
 import bpy
@@ -19,7 +18,7 @@ from ..scene import builder
 from ..scene.domain import Domain
 from ..scene.program import format_program, scene_to_clevr
 from ..scene.task_builder import add_task_camera, configure_task_render
-from .render import strip_png_metadata
+from .render import close_renderer, strip_png_metadata
 from .sampler import image_name
 from .task_sampler import sample_task_image
 
@@ -68,9 +67,4 @@ class TaskRenderer:
         return rec
 
     def close(self):
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
-        if self.collection is not None:
-            builder.clear_scene_objects(self.collection)
-            self.collection = None
-        if self.scene.name in bpy.data.scenes and len(bpy.data.scenes) > 1:
-            bpy.data.scenes.remove(self.scene)
+        close_renderer(self)
