@@ -16,13 +16,16 @@ import bpy  # noqa: E402
 
 import ig_llm  # noqa: E402
 from ig_llm.demo import EXAMPLE_IMAGE, side_by_side  # noqa: E402
-from ig_llm.scene.stage import configure_render, render_to  # noqa: E402
+from ig_llm.scene.stage import configure_render, render_to, setup_stage  # noqa: E402
 
 
 def main(out: Path) -> None:
     bpy.ops.wm.read_factory_settings(use_empty=True)
     ig_llm.register()
-    print(bpy.ops.import_scene.image_to_scene(filepath=str(EXAMPLE_IMAGE), add_camera=True, set_active_camera=True))
+    # the import is a good guest (never the world, floor or render settings), so the picture's
+    # CLEVR stage (floor, world, camera, lamps) is set up first, as the renderer does
+    setup_stage()
+    print(bpy.ops.import_scene.image_to_scene(filepath=str(EXAMPLE_IMAGE), add_camera=False))
     configure_render(480, 320, 32)
     with tempfile.TemporaryDirectory() as tmp:
         render = Path(tmp) / "render.png"
