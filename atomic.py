@@ -98,11 +98,10 @@ def writing(path):
         yield tmp
         _fsync(tmp)
         os.replace(tmp, path)
-    except OSError as err:
+    except BaseException as err:          # nothing half-written survives, whatever stopped us
         _remove(tmp)
-        raise _fail(path, err) from None
-    except BaseException:
-        _remove(tmp)
+        if isinstance(err, OSError):
+            raise _fail(path, err) from None
         raise
 
 
@@ -158,9 +157,8 @@ def writing_folder(path, fsync: bool = True):
             raise
         if old is not None:
             _remove(old)
-    except OSError as err:
+    except BaseException as err:          # nothing half-written survives, whatever stopped us
         _remove(tmp)
-        raise _fail(path, err) from None
-    except BaseException:
-        _remove(tmp)
+        if isinstance(err, OSError):
+            raise _fail(path, err) from None
         raise
