@@ -87,6 +87,10 @@ def run_cogent(args) -> dict:
     missing = next((d for d in [*args.data, *args.val] if not Path(d).is_dir()), None)
     if missing:
         raise ExperimentError(f"Dataset folder {missing} does not exist; render it with `ig_llm generate`.")
+    unfinished = next((d for d in args.val if not (Path(d) / "scenes.json").is_file()), None)
+    if unfinished:
+        raise ExperimentError(f"Held-out folder {unfinished} has no scenes.json; render it with `ig_llm generate` "
+                              "(or finish it with --resume).")
     rows: dict[str, dict] = {}
     model_name = f"IG-LLM ({Path(args.model).name if args.model else 'shipped default'})"
     predictors = {model_name: (out / "igllm", lambda val, dst: igllm_predictions(args.model, val, dst))}
