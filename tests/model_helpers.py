@@ -38,3 +38,16 @@ def random_images(n: int, size, seed: int = 0) -> torch.Tensor:
     w, h = (size, size) if isinstance(size, int) else size
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, 3, h, w, generator=g)
+
+
+def assert_same_program(got: str, want: str, tol: float = 2e-3) -> None:
+    """The NumPy and torch runtimes agree up to float32 noise: the same objects and words,
+    every number within `tol`. Text equality is too strict: a number that falls on a
+    rounding boundary (0.3475) prints as 0.347 on one machine and 0.348 on another."""
+    from ig_llm.scene.program import parse
+
+    a, b = parse(got).objects, parse(want).objects
+    assert len(a) == len(b), (got, want)
+    for x, y in zip(a, b):
+        assert (x.shape, x.color, x.material, x.size) == (y.shape, y.color, y.material, y.size), (got, want)
+        assert max(abs(p - q) for p, q in zip(x.loc + (x.rotation,), y.loc + (y.rotation,))) <= tol, (got, want)

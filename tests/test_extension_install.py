@@ -110,7 +110,8 @@ def _install_and_import(python, zip_path, image, model_dir, runtime, tmp):
 def test_zip_runs_the_shipped_model_without_torch_and_matches_torch(tmp_path, python_without_torch):
     """Blender as shipped (bpy + NumPy, nothing installed): File > Import > Image to Scene on
     a CLEVR image with the zip's own shipped model builds the program's objects; the same
-    zip with torch present and the PyTorch runtime writes the same program."""
+    zip with torch present and the PyTorch runtime writes the same program (numbers within
+    float32 noise)."""
     from ig_llm.demo import EXAMPLE_IMAGE
     from ig_llm.scene.program import parse
     from ig_llm.tools import package
@@ -133,4 +134,5 @@ def test_zip_runs_the_shipped_model_without_torch_and_matches_torch(tmp_path, py
 
     with_torch = _install_and_import(sys.executable, zip_path, EXAMPLE_IMAGE, "", "torch", tmp_path / "b")
     assert with_torch["torch"] and with_torch["result"] == ["FINISHED"]
-    assert with_torch["program"] == plain["program"]
+    from model_helpers import assert_same_program
+    assert_same_program(with_torch["program"], plain["program"])
