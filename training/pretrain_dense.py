@@ -35,11 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_json
 from .dataset import resize_nearest
 from .options import RunOptions
-from .run import (VISION_FILE, TrainError, barrier, fmt_time, hardware, lr_factor,
-                  open_stage1, resume_stage1, save_tensors, seed_all, stage1_checkpoint, stage1_stop,
+from .run import (VISION_FILE, TrainError, finish_stage1, fmt_time, hardware, lr_factor,
+                  open_stage1, resume_stage1, seed_all, stage1_checkpoint, stage1_stop,
                   wrap_ddp)
 
 STRIDE = 8                 # tower grid: one cell per 8x8 pixels
@@ -392,16 +391,6 @@ def run_dense_stage1(args, config) -> Path | None:
             stopped = True
             break
     bar.close()
-    if step < steps or stopped:
-        log(f"stage 1 stopped at step {step}; rerun with --resume to continue")
-        return None
-    if dist.main:
-        write_json(run_dir / "stage1.json", {
-            "kind": "dense", "steps": steps, "batch_size": bsz, "world": dist.world, "images": len(source),
-            "hue_prob": hue_prob, "seconds": time.time() - t0, "hardware": hardware(device),
-            "lr": args.stage1_lr, "seed": args.seed})
-        save_tensors(model.heads, run_dir / HEADS_FILE, prefix="heads")
-        save_tensors(model.visual, out_file)     # last: its presence marks stage 1 done
-        log(f"stage 1: visual tower written to {out_file} ({fmt_time(time.time() - t0)})")
-    barrier(dist)
-    return out_file
+    return finish_stage1(args, step, steps, stopped, t0, run_dir, out_file, model.visual,
+                         {"kind": "dense", "batch_size": bsz, "images": len(source), "hue_prob": hue_prob},
+                         dist, device, log, extra_tensors={HEADS_FILE: model.heads})

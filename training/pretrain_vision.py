@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 from .options import RunOptions
-from .run import (TrainError, fmt_time, hardware, lr_factor, open_stage1,
-                  resume_stage1, save_tensors, seed_all, stage1_checkpoint, stage1_stop, to_device,
+from .run import (TrainError, finish_stage1, fmt_time, hardware, lr_factor, open_stage1,
+                  resume_stage1, seed_all, stage1_checkpoint, stage1_stop, to_device,
                   wrap_ddp)
 
 LOC_BIN = 0.5
@@ -227,20 +227,9 @@ def run_stage1(args) -> Path | None:
             stopped = True
             break
     bar.close()
-    if step < steps or stopped:
-        log(f"stage 1 stopped at step {step}; rerun with --resume to continue")
-        return None
-    if dist.main:
-        from ..atomic import write_json
-        write_json(run_dir / "stage1.json", {
-            "kind": "contrastive", "steps": steps, "batch_size": bsz, "world": dist.world, "caption": mode,
-            "images": len(source), "seconds": time.time() - t0, "hardware": hardware(device),
-            "lr": args.stage1_lr, "seed": args.seed})
-        save_tensors(model.visual, out_file)
-        log(f"stage 1: visual tower written to {out_file} ({fmt_time(time.time() - t0)})")
-    from .run import barrier
-    barrier(dist)
-    return out_file
+    return finish_stage1(args, step, steps, stopped, t0, run_dir, out_file, model.visual,
+                         {"kind": "contrastive", "batch_size": bsz, "caption": mode, "images": len(source)},
+                         dist, device, log)
 
 
 __all__ = ["run_stage1", "build_clip", "CaptionVocab"]
