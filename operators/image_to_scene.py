@@ -15,13 +15,14 @@ from __future__ import annotations
 import os
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, StringProperty
+from bpy.props import EnumProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
 from ..errors import UserError
 from ..jobs import REGISTRY, Job, JobState
 from ..scene.program import ProgramError
 from . import apply, task
+from ..panels.properties import CameraOptions
 from .modal import JobOperatorMixin, tag_redraw
 
 IMAGE_GLOB = ";".join("*" + ext for ext in task.IMAGE_EXTENSIONS)
@@ -46,7 +47,7 @@ def _error_sentence(job: Job) -> str:
             "See the system console for details.")
 
 
-class IMPORT_SCENE_OT_image_to_scene(JobOperatorMixin, bpy.types.Operator, ImportHelper):
+class IMPORT_SCENE_OT_image_to_scene(JobOperatorMixin, CameraOptions, bpy.types.Operator, ImportHelper):
     """Turn a reference image into an editable 3D scene (IG-LLM)"""
     bl_idname = "import_scene.image_to_scene"
     bl_label = "Image to Scene"
@@ -67,12 +68,6 @@ class IMPORT_SCENE_OT_image_to_scene(JobOperatorMixin, bpy.types.Operator, Impor
         name="Mode", default="ADD",
         items=(("ADD", "Add", "Add a new collection beside what is there"),
                ("REPLACE", "Replace", "Remove everything earlier IG-LLM imports in this scene created")))
-    add_camera: BoolProperty(name="Camera and Lights", default=False,
-                             description="Add a camera and lamps of its own (CLEVR's) to the new collection")
-    set_active_camera: BoolProperty(name="Make Camera Active", default=False,
-                                    description="Look through the new camera (changes the scene's active camera)")
-    set_background: BoolProperty(name="Image as Camera Background", default=True,
-                                 description="Show the reference image behind the new camera's view")
 
     def draw(self, context):
         layout = self.layout

@@ -7,7 +7,18 @@ from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, P
                        StringProperty)
 
 
-class IGLLM_SceneSettings(bpy.types.PropertyGroup):
+class CameraOptions:
+    """What an import adds around its objects; shared by the import operator (File > Import)
+    and the sidebar's settings (Blender collects annotations from mixins, as ImportHelper's)."""
+    add_camera: BoolProperty(name="Camera and Lights", default=False,
+                             description="Add a camera and lamps of its own (CLEVR's) to the new collection")
+    set_active_camera: BoolProperty(name="Make Camera Active", default=False,
+                                    description="Look through the new camera (changes the scene's active camera)")
+    set_background: BoolProperty(name="Image as Camera Background", default=True,
+                                 description="Show the reference image behind the new camera's view")
+
+
+class IGLLM_SceneSettings(CameraOptions, bpy.types.PropertyGroup):
     source: EnumProperty(
         name="Source", default="FILE",
         items=(("FILE", "File", "An image file on disk"),
@@ -18,12 +29,6 @@ class IGLLM_SceneSettings(bpy.types.PropertyGroup):
                            description="An image datablock of this .blend file")
     replace: BoolProperty(name="Replace Previous", default=False,
                           description="Remove the scenes IG-LLM built before in this scene")
-    add_camera: BoolProperty(name="Camera and Lights", default=False,
-                             description="Add a camera and lamps of its own (CLEVR's) to the new collection")
-    set_active_camera: BoolProperty(name="Make Camera Active", default=False,
-                                    description="Look through the new camera (changes the scene's active camera)")
-    set_background: BoolProperty(name="Image as Camera Background", default=True,
-                                 description="Show the reference image behind the new camera's view")
     program: PointerProperty(name="Program", type=bpy.types.Text,
                              description="The scene program (edit it, then Rebuild)")
     result_objects: IntProperty(name="Objects", default=-1)

@@ -410,6 +410,7 @@ def test_import_builds_one_collection_with_the_program_objects(tmp_path, standin
     settings = bpy.context.scene.ig_llm
     assert settings.result_objects == len(col.objects) and settings.result_collection == "photo_01"
     assert settings.program == col["ig_llm_text"]
+    assert (settings.add_camera, settings.set_background) == (False, True)   # the shared CameraOptions
     assert bpy.context.scene.camera is None and not bpy.data.images   # nothing but the result
 
     # with its own camera (the reference behind it), then from a datablock, replacing it
