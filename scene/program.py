@@ -232,38 +232,48 @@ def parse_line(ln: _Line, domain: Domain, queue):
     return _parse_add(ln, domain, queue)
 
 
-def _parse_add(ln: _Line, domain: Domain, queue) -> SceneObject:
+def parse_call(ln: _Line, names, read_value, unknown: str) -> dict:
+    """`add(name=value, ...)` to the end of the line, as {name: value}: each name one of
+    `names` and given once (`unknown` ends the error for any other); `read_value(name)`
+    reads the value after `name=`. The caller checks which names are required."""
     ln.take("name", "add", expected="'add'")
     ln.take("punct", "(", expected="'(' after add")
     fields: dict = {}
     first = True
-    while ln.peek()[1] != ")" or ln.peek()[0] != "punct":
+    while ln.peek()[:2] != ("punct", ")"):
         if not first:
             ln.take("punct", ",", expected="',' or ')'")
             if ln.peek()[:2] == ("punct", ")"):
                 break  # trailing comma
         first = False
-        kind, name, col = ln.take("name", expected="an attribute name")
-        if name not in FIELD_ORDER:
-            raise ProgramError(f"unknown attribute {excerpt(name)} (expected one of {', '.join(FIELD_ORDER)})",
-                               ln.lineno, col)
+        _, name, col = ln.take("name", expected="an attribute name")
+        if name not in names:
+            raise ProgramError(f"unknown attribute {excerpt(name)}{unknown}", ln.lineno, col)
         if name in fields:
             raise ProgramError(f"attribute {name!r} given twice (expected each attribute once)", ln.lineno, col)
         ln.take("punct", "=", expected=f"'=' after {name}")
-        if name in ATTRIBUTES:
-            fields[name] = _parse_word(ln, name, domain)
-        elif name == "loc":
-            fields[name] = _parse_tuple(ln, 3, 3, queue, domain)
-        else:  # rotation: a yaw, or a tuple (only its z component is a yaw about Z)
-            if ln.peek()[:2] == ("punct", "("):
-                rot = _parse_tuple(ln, 1, 3, queue, domain, limit=domain.limits.get("max_abs_rotation"))
-                fields[name] = rot[-1]
-            else:
-                fields[name] = _parse_number(ln, queue, domain, limit=domain.limits.get("max_abs_rotation"))
+        fields[name] = read_value(name)
     ln.take("punct", ")", expected="')'")
     tok = ln.peek()
     if tok[0] != "eol":
         raise ProgramError(f"expected end of line after ')', found {excerpt(tok[1])}", ln.lineno, tok[2])
+    return fields
+
+
+def _parse_add(ln: _Line, domain: Domain, queue) -> SceneObject:
+    max_rot = domain.limits.get("max_abs_rotation")
+
+    def read_value(name: str):
+        if name in ATTRIBUTES:
+            return _parse_word(ln, name, domain)
+        if name == "loc":
+            return _parse_tuple(ln, 3, 3, queue, domain)
+        # rotation: a yaw, or a tuple (only its z component is a yaw about Z)
+        if ln.peek()[:2] == ("punct", "("):
+            return _parse_tuple(ln, 1, 3, queue, domain, limit=max_rot)[-1]
+        return _parse_number(ln, queue, domain, limit=max_rot)
+
+    fields = parse_call(ln, FIELD_ORDER, read_value, f" (expected one of {', '.join(FIELD_ORDER)})")
     missing = [f for f in FIELD_ORDER[:5] if f not in fields]
     if missing:
         raise ProgramError(f"add(...) is missing {', '.join(missing)} (expected shape, color, material, size and loc)", ln.lineno, 1)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from . import rotations
 from .domain import Domain
-from .program import (CHAR_NUMBER_FORMAT, ProgramError, Scene, _Line, _parse_number, number_writer,
+from .program import (CHAR_NUMBER_FORMAT, ProgramError, Scene, _Line, _parse_number, number_writer, parse_call,
                       _parse_word)
 
 DOT_FIELDS = ("x", "y")
@@ -127,33 +127,15 @@ def _pose(obj) -> PoseObject:
 # ---------------------------------------------------------------------------------------
 def parse_task_line(ln: _Line, domain: Domain, queue):
     names = fields(domain)
-    ln.take("name", "add", expected="'add'")
-    ln.take("punct", "(", expected="'(' after add")
-    got: dict = {}
-    first = True
-    while ln.peek()[:2] != ("punct", ")"):
-        if not first:
-            ln.take("punct", ",", expected="',' or ')'")
-            if ln.peek()[:2] == ("punct", ")"):
-                break  # trailing comma
-        first = False
-        _, name, col = ln.take("name", expected="an attribute name")
-        if name not in names:
-            raise ProgramError(f"unknown attribute {name!r} for the {domain.name} domain (expected "
-                               f"{' and '.join(names)})", ln.lineno, col)
-        if name in got:
-            raise ProgramError(f"attribute {name!r} given twice (expected each attribute once)", ln.lineno, col)
-        ln.take("punct", "=", expected=f"'=' after {name}")
+
+    def read_value(name: str):
         if name == "shape":
-            got[name] = _parse_word(ln, "shape", domain)
-        elif name == "rotation":
-            got[name] = _parse_rotation(ln, domain, queue)
-        else:
-            got[name] = _parse_number(ln, queue, domain)
-    ln.take("punct", ")", expected="')'")
-    tok = ln.peek()
-    if tok[0] != "eol":
-        raise ProgramError(f"expected end of line after ')', found {tok[1]!r}", ln.lineno, tok[2])
+            return _parse_word(ln, "shape", domain)
+        if name == "rotation":
+            return _parse_rotation(ln, domain, queue)
+        return _parse_number(ln, queue, domain)
+
+    got = parse_call(ln, names, read_value, f" for the {domain.name} domain (expected {' and '.join(names)})")
     missing = [f for f in names if f not in got]
     if missing:
         raise ProgramError(f"add(...) is missing {', '.join(missing)} (expected {' and '.join(names)})", ln.lineno, 1)
