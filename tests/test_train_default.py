@@ -1,6 +1,7 @@
 """`ig_llm train-default` end to end at toy sizes: real renders with their per-pixel
-truth, dense stage 1, stage 2 with mirror augmentation and its whitened second part, predict, evaluate, card — and a
-second run that finds every step done and skips it (how a killed run resumes)."""
+truth, dense stage 1, stage 2 with mirror augmentation, its whitened second part (both on
+the first N scenes) and third part (all scenes), predict, evaluate, card — and a second
+run that finds every step done and skips it (how a killed run resumes)."""
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ pytest.importorskip("bpy")
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--train-count", "4", "--val-count", "2", "--no-480", "--size", "64x48", "--samples", "2",
         "--render-workers", "1", "--steps", "3", "--batch-size", "2", "--stage1-steps", "2",
-        "--stage1-batch-size", "4", "--ft-steps", "2", "--workers", "0", "--device", "cpu", "--no-install"]
+        "--stage1-batch-size", "4", "--ft-steps", "2", "--first-count", "3", "--ft2-steps", "2", "--workers", "0", "--device", "cpu", "--no-install"]
 
 
 def _train_default(root: Path) -> subprocess.CompletedProcess:
@@ -32,13 +33,17 @@ def test_train_default_runs_every_step_and_resumes(tmp_path):
         assert len(list((data / name / "labels").glob("*.json"))) == count
         assert len(list((data / name / "index").glob("*.npz"))) == count      # per-pixel truth kept
     stage1 = json.loads((runs / "default" / "stage1" / "stage1.json").read_text())
-    assert stage1["kind"] == "dense" and stage1["images"] == 4
+    assert stage1["kind"] == "dense" and stage1["images"] == 3          # --first-count: the first 3 only
     card = (runs / "default" / "model" / "card.md").read_text()
     assert "dense per-cell targets" in card and "mirror with probability 0.5" in card
-    # stage 2's second part continues the first with whitened tokens; the final card has the metrics
-    final = runs / "default" / "finetune" / "model"
+    # stage 2's second part continues the first with whitened tokens on the same 3 scenes, the
+    # third on all 4; the final card has the metrics
+    part2 = (runs / "default" / "finetune" / "model" / "card.md").read_text()
+    assert "initialised from" in part2 and "ZCA-whitened" in part2 and "steps: 2 x" in part2
+    assert "data: 3 images" in part2
+    final = runs / "default" / "finetune2" / "model"
     card = (final / "card.md").read_text()
-    assert "initialised from" in card and "ZCA-whitened" in card and "steps: 2 x" in card and "## Metrics" in card
+    assert "finetune/model" in card and "data: 4 images" in card and "## Metrics" in card
     for s in ("A", "B"):
         summary = json.loads((runs / "eval" / "default" / f"{s}.metrics.json").read_text())["summary"]
         assert summary["scenes"] == 2
@@ -46,5 +51,5 @@ def test_train_default_runs_every_step_and_resumes(tmp_path):
     before = (final / "model.safetensors").read_bytes()
     second = _train_default(tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert second.stdout.count("skipped") >= 5
+    assert second.stdout.count("skipped") >= 6
     assert (final / "model.safetensors").read_bytes() == before

@@ -59,7 +59,7 @@ def train_baseline(run: Path, args, hue_prob) -> Path:
     if not (_stage1_dir(run) / VISION_FILE).is_file():
         cmd = stage1_command(run, args.data, steps=args.steps or RECIPE["stage1_steps"],
                              batch_size=RECIPE["stage1_batch_size"], lr=RECIPE["stage1_lr"], seed=args.seed,
-                             hue_prob=hue_prob)
+                             hue_prob=hue_prob, limit=RECIPE["first_count"])   # the default's stage-1 data
         print(f"[experiment] {' '.join(cmd)}", flush=True)
         if subprocess.call(cmd) != 0:
             raise ExperimentError(f"Training the baseline in {run} failed (see above); fix the cause and rerun "

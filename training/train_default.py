@@ -16,7 +16,10 @@ another machine picks up where it stopped):
    (``train --stage 2``, mirror augmentation) into ``ROOT/runs/default/model``, then
    continue from it with the tower's tokens whitened (``train --init-from …
    --whiten-features``, docs/model.md) into ``ROOT/runs/default/finetune/model``
-   (``--ft-steps 0`` stops after the first part);
+   (``--ft-steps 0`` stops after the first part). Stage 1 and these two parts read only
+   the first ``--first-count`` training scenes (``train --limit``); a third part, again
+   whitened, continues on all of them into ``ROOT/runs/default/finetune2/model``
+   (``--ft2-steps 0`` skips it);
 4. ``predict`` + ``evaluate`` on the held-out sets into ``ROOT/runs/eval/default``;
 5. the metrics table goes into the model's ``card.md``; the model is copied to
    ``model/default/`` (atomically), unless ``--no-install``.
@@ -39,12 +42,15 @@ from ..errors import UserError
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_DIR = PACKAGE_ROOT / "model" / "default"
 
-# the default recipe: the shipped v5 (model/default/card.md), run on the 2-core CPU build machine
-# (its part 2 step count came from `--time-budget 80`; here it is fixed)
-RECIPE = {"train_count": 2500, "stage1_steps": 800, "stage1_batch_size": 32, "stage1_lr": 2e-3,
+# the default recipe: the shipped v6 (model/default/card.md), run on the 2-core CPU build machine
+# (its part 2 step count came from `--time-budget 80`; here it is fixed). v5 = parts 1-2 on the
+# first 2,500 scenes; v6 adds part 3 on 7,500 (the first 2,500 + 5,000 more, same seed).
+RECIPE = {"train_count": 7500, "first_count": 2500, "stage1_steps": 800, "stage1_batch_size": 32, "stage1_lr": 2e-3,
           "steps": 1294, "warmup_steps": 50, "batch_size": 32, "lr": 1e-3, "mirror": 0.5,
           # stage 2, second part: whitened tower tokens, a fresh warm-up + cosine, the next seed
-          "ft_steps": 2541, "ft_lr": 1e-3}
+          "ft_steps": 2541, "ft_lr": 1e-3,
+          # stage 2, third part: whitened again, on all the training scenes, a gentler peak
+          "ft2_steps": 1600, "ft2_lr": 5e-4}
 
 
 class TrainDefaultError(UserError, RuntimeError):
@@ -55,6 +61,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--root", default=".", help="work folder: ROOT/data, ROOT/runs/default, ROOT/runs/eval (default .)")
     parser.add_argument("--train-count", type=int, default=RECIPE["train_count"],
                         help=f"training images, condition A (default {RECIPE['train_count']})")
+    parser.add_argument("--first-count", type=int, default=RECIPE["first_count"],
+                        help="stage 1 and stage 2 parts 1-2 read the first N training images only "
+                             f"(default {RECIPE['first_count']}; the third part reads all)")
     parser.add_argument("--val-count", type=int, default=500, help="images per held-out set (default 500)")
     parser.add_argument("--seed", type=int, default=1, help="data seed S (held-out sets use S+1 for A, S+2 for B; default 1)")
     parser.add_argument("--size", help="training render size WxH (default: the generator's)")
@@ -69,6 +78,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ft-steps", type=int, default=RECIPE["ft_steps"],
                         help=f"stage 2 second part, whitened tokens (default {RECIPE['ft_steps']}; 0 = skip)")
     parser.add_argument("--ft-lr", type=float, default=RECIPE["ft_lr"])
+    parser.add_argument("--ft2-steps", type=int, default=RECIPE["ft2_steps"],
+                        help=f"stage 2 third part, all training images (default {RECIPE['ft2_steps']}; 0 = skip)")
+    parser.add_argument("--ft2-lr", type=float, default=RECIPE["ft2_lr"])
     parser.add_argument("--stage1-steps", type=int, default=RECIPE["stage1_steps"])
     parser.add_argument("--stage1-batch-size", type=int, default=RECIPE["stage1_batch_size"])
     parser.add_argument("--stage1-lr", type=float, default=RECIPE["stage1_lr"])
@@ -151,23 +163,29 @@ def train(run: Path, data: Path, args, extra: list[str] = (), preset: str | None
               "--steps", str(args.steps), "--warmup-steps", str(RECIPE["warmup_steps"]), "--mirror", str(args.mirror),
               "--stage1-steps", str(args.stage1_steps), "--stage1-batch-size", str(args.stage1_batch_size),
               "--stage1-lr", str(args.stage1_lr), "--device", args.device, "--workers", str(args.workers),
-              "--seed", str(args.seed), "--cache-images")
+              "--seed", str(args.seed), "--cache-images") + _limit(args)
     if args.bf16:
         cmd.append("--bf16")
     _run(cmd + list(extra), f"train {run.name}")
     return model
 
 
-def fine_tune(run: Path, base: Path, data: Path, args) -> Path:
-    """Stage 2, second part: continue `base` with whitened tower tokens into `run`."""
+def _limit(args) -> list[str]:
+    """`train --limit` for the steps that read only the first --first-count scenes."""
+    return ["--limit", str(args.first_count)] if args.first_count < args.train_count else []
+
+
+def fine_tune(run: Path, base: Path, data: Path, args, steps: int, lr: float, seed: int,
+              limit: list[str] = ()) -> Path:
+    """Stage 2, a later part: continue `base` with whitened tower tokens into `run`."""
     model = run / "model"
     if (model / "config.json").is_file():
         print(f"[train-default] {model} exists, skipped", flush=True)
         return model
     cmd = _ig("train", "--data", str(data), "--out", str(run), "--init-from", str(base), "--whiten-features",
-              "--resume", "--batch-size", str(args.batch_size), "--lr", str(args.ft_lr), "--steps", str(args.ft_steps),
+              "--resume", "--batch-size", str(args.batch_size), "--lr", str(lr), "--steps", str(steps),
               "--warmup-steps", str(RECIPE["warmup_steps"]), "--mirror", str(args.mirror), "--device", args.device,
-              "--workers", str(args.workers), "--seed", str(args.seed + 1), "--cache-images")
+              "--workers", str(args.workers), "--seed", str(seed), "--cache-images", *limit)
     if args.bf16:
         cmd.append("--bf16")
     _run(cmd, f"fine-tune {run.parent.name}")
@@ -217,8 +235,13 @@ def main(args) -> int:
     sets = {name: v[0] for name, v in held_out.items()}
     train_data = root / "data" / "trainA"
 
-    first = train(root / "runs" / "default", train_data, args)
-    model = fine_tune(root / "runs" / "default" / "finetune", first, train_data, args) if args.ft_steps > 0 else first
+    run = root / "runs" / "default"
+    first = model = train(run, train_data, args)
+    if args.ft_steps > 0:
+        model = fine_tune(run / "finetune", model, train_data, args, args.ft_steps, args.ft_lr, args.seed + 1,
+                          _limit(args))
+    if args.ft2_steps > 0:
+        model = fine_tune(run / "finetune2", model, train_data, args, args.ft2_steps, args.ft2_lr, args.seed + 2)
     summaries = evaluate(model, sets, root / "runs" / "eval" / "default", args)
     add_metrics_to_card(model, summaries, args)
     from .report import format_table
