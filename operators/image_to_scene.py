@@ -20,9 +20,9 @@ from bpy_extras.io_utils import ImportHelper
 
 from ..errors import UserError
 from ..jobs import REGISTRY, Job, JobState
+from ..panels.properties import CameraOptions
 from ..scene.program import ProgramError
 from . import apply, task
-from ..panels.properties import CameraOptions
 from .modal import JobOperatorMixin, tag_redraw
 
 IMAGE_GLOB = ";".join("*" + ext for ext in task.IMAGE_EXTENSIONS)

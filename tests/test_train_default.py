@@ -16,7 +16,8 @@ pytest.importorskip("bpy")
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--train-count", "4", "--val-count", "2", "--no-480", "--size", "64x48", "--samples", "2",
         "--render-workers", "1", "--steps", "3", "--batch-size", "2", "--stage1-steps", "2",
-        "--stage1-batch-size", "4", "--ft-steps", "2", "--first-count", "3", "--ft2-steps", "2", "--workers", "0", "--device", "cpu", "--no-install"]
+        "--stage1-batch-size", "4", "--ft-steps", "2", "--first-count", "3", "--ft2-steps", "2",
+        "--workers", "0", "--device", "cpu", "--no-install"]
 
 
 def _train_default(root: Path) -> subprocess.CompletedProcess:

@@ -335,8 +335,9 @@ def stage1_checkpoint(args, step: int, stop: int, steps: int, t0: float, run_dir
 def finish_stage1(args, step: int, steps: int, stopped: bool, t0: float, run_dir: Path, out_file: Path,
                   tower, record: dict, dist: Dist, device, log, extra_tensors: dict | None = None):
     """End a stage-1 run: None (with a line saying how to go on) when it stopped early; else
-    stage1.json, any `extra_tensors` ({file name: module}) and the tower, written last because
-    its presence marks stage 1 done. Returns the tower file or None."""
+    stage1.json, any `extra_tensors` ({file name: module}, keys prefixed with the file's stem,
+    e.g. heads.safetensors -> "heads.") and the tower, written last because its presence
+    marks stage 1 done. Returns the tower file or None."""
     from ..atomic import write_json
     if step < steps or stopped:
         log(f"stage 1 stopped at step {step}; rerun with --resume to continue")
@@ -346,7 +347,7 @@ def finish_stage1(args, step: int, steps: int, stopped: bool, t0: float, run_dir
             **record, "steps": steps, "world": dist.world, "seconds": time.time() - t0,
             "hardware": hardware(device), "lr": args.stage1_lr, "seed": args.seed})
         for name, module in (extra_tensors or {}).items():
-            save_tensors(module, run_dir / name, prefix=name.split(".")[0])
+            save_tensors(module, run_dir / name, prefix=Path(name).stem)
         save_tensors(tower, out_file)
         log(f"stage 1: visual tower written to {out_file} ({fmt_time(time.time() - t0)})")
     barrier(dist)

@@ -35,6 +35,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Sequence
 
 from ..atomic import write_text, writing_folder
 from ..errors import UserError
@@ -176,7 +177,7 @@ def _limit(args) -> list[str]:
 
 
 def fine_tune(run: Path, base: Path, data: Path, args, steps: int, lr: float, seed: int,
-              limit: list[str] = ()) -> Path:
+              limit: Sequence[str] = ()) -> Path:
     """Stage 2, a later part: continue `base` with whitened tower tokens into `run`."""
     model = run / "model"
     if (model / "config.json").is_file():
