@@ -362,10 +362,17 @@ class SceneDataset:
     """
 
     def __init__(self, source, image_size: int, preprocess=None, cache: bool = False, workers: int = 0,
-                 raw: bool = False):
+                 raw: bool = False, index_maps: bool = False):
         # raw (with cache): items carry the 8-bit pixels; :func:`normalize_pixels` finishes
         # them on the device (4x less to stack, pin and copy than float32)
         self.source, self.image_size, self.raw = source, image_size, raw and cache
+        # index_maps: items also carry each image's per-pixel truth at the pixels' size (for
+        # recolouring); renders are made at the tower's aspect, so no letterbox to follow
+        self.index = None
+        if index_maps:
+            from ..model.batching import image_dims
+            w, h = image_dims(image_size)
+            self.index = [resize_nearest(source.index_map(i), h, w) for i in range(len(source))]
         if preprocess is None:
             from ..model.batching import preprocess_image as preprocess
         self.preprocess = preprocess
@@ -400,6 +407,8 @@ class SceneDataset:
 
     def __getitem__(self, key):
         step, i = key if isinstance(key, tuple) else (None, key)
+        if self.index is not None:
+            return step, self.pixels(i), self.scenes[i], self.cameras[i], self.index[i]
         return step, self.pixels(i), self.scenes[i], self.cameras[i]
 
 

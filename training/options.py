@@ -40,6 +40,7 @@ class RunOptions:
     warmup_steps: int | None = None
     time_budget: float | None = None
     mirror: float = 0.0
+    recolour: float = 0.0
     clip: float = 1.0
     # stage 1
     stage1_steps: int = 1000
@@ -47,6 +48,7 @@ class RunOptions:
     stage1_lr: float = 1e-3
     caption: str = "words+loc"
     hue_prob: float | None = None
+    stage1_init: str | None = None
     extra: dict = field(default_factory=dict, compare=False)   # room for later options
 
     @classmethod
@@ -78,9 +80,9 @@ class RunOptions:
 # what each stage's weights depend on (a stage-2 resume may change stage-1 options, and so on)
 MODEL = ("preset", "set", "numbers", "train_vision", "vision_weights", "init_from", "whiten_features")
 STAGE1_SCOPE = ("preset", "set", "data", "limit", "seed", "stage1_steps", "stage1_batch_size", "stage1_lr",
-                "caption", "hue_prob")
+                "caption", "hue_prob", "recolour", "stage1_init")
 STAGE2_SCOPE = MODEL + ("data", "limit", "seed", "steps", "batch_size", "lr", "head_lr", "weight_decay",
-                        "warmup", "warmup_steps", "time_budget", "mirror", "clip")
+                        "warmup", "warmup_steps", "time_budget", "mirror", "recolour", "clip")
 
 
 def check_resume(options: RunOptions, checkpoint: Path, scope: tuple[str, ...]) -> None:

@@ -138,9 +138,9 @@ def dense_targets(record: dict, scene, index: np.ndarray, dims: tuple[int, int],
 class DenseDataset:
     """item (step, i) -> (step, i, uint8 pixels [3, H, W], owner, heat, object rows)."""
 
-    def __init__(self, source, dims, domain, max_objects: int, workers: int = 0):
+    def __init__(self, source, dims, domain, max_objects: int, workers: int = 0, keep_index: bool = False):
         from .dataset import SceneDataset
-        self.images = SceneDataset(source, dims, cache=True, workers=workers, raw=True)
+        self.images = SceneDataset(source, dims, cache=True, workers=workers, raw=True, index_maps=keep_index)
         yiq = colour_yiq(domain)
         self.targets = [dense_targets(source.record(i), self.images.scenes[i], source.index_map(i), dims,
                                       domain, yiq, max_objects) for i in range(len(source))]
@@ -150,22 +150,36 @@ class DenseDataset:
 
     def __getitem__(self, key):
         step, i = key
-        return (step, i, self.images.pixels(i), *self.targets[i])
+        index = self.images.index[i] if self.images.index is not None else None
+        colours = [o.color for o in self.images.scenes[i].objects]
+        return (step, i, self.images.pixels(i), *self.targets[i], index, colours)
 
 
 class DenseCollator:
-    """Stacks items, hue-rotating images (and their colour targets) seeded by (seed, step, i)."""
+    """Stacks items, recolouring objects (training/recolour.py) and hue-rotating images, with
+    their colour targets, seeded by (seed, step, i). Recolouring comes first: it models the
+    render's own colours."""
 
-    def __init__(self, seed: int, hue_prob: float = HUE_PROB):
-        self.seed, self.hue_prob = seed, hue_prob
+    def __init__(self, seed: int, hue_prob: float = HUE_PROB, recolour: float = 0.0, domain=None):
+        from .recolour import palette_linear
+        self.seed, self.hue_prob, self.recolour = seed, hue_prob, recolour
+        self.palette = palette_linear(domain) if recolour > 0 else None
+        self.yiq = colour_yiq(domain) if recolour > 0 else None
 
     def __call__(self, items):
         import torch
         from ..model.batching import CLIP_MEAN, CLIP_STD
+        from .recolour import recolour_example
         pixels, owners, heats, objs = [], [], [], []
-        for step, i, pix, owner, heat, rows in items:
-            x = pix.float() / 255.0
+        for step, i, pix, owner, heat, rows, index, colours in items:
             rows = rows.copy()
+            # its own stream, so runs without recolouring draw exactly what they drew before
+            rc = np.random.default_rng([self.seed, step, i, 1])
+            if self.recolour > 0 and rc.random() < self.recolour:
+                pix, new = recolour_example(pix, index, colours, rc, self.palette)
+                for k, c in enumerate(new[:len(rows) - 1], start=1):
+                    rows[k, 3:6] = self.yiq[c]
+            x = pix.float() / 255.0
             rng = np.random.default_rng([self.seed, step, i])
             if rng.random() < self.hue_prob:
                 angle = rng.uniform(0.0, 2.0 * math.pi)
@@ -339,6 +353,8 @@ def run_dense_stage1(args, config) -> Path | None:
     hue_prob = HUE_PROB if args.hue_prob is None else args.hue_prob
     seed_all(args.seed)
     model = build_dense_model(config).to(device)
+    if args.stage1_init:        # continue from a finished tower (a resume then overwrites it)
+        model.load_state_dict(load_dense_model(args.stage1_init, config).state_dict())
     steps, bsz = args.stage1_steps, args.stage1_batch_size
     warmup = max(1, int(round(0.05 * steps)))
     opt = torch.optim.AdamW(model.parameters(), lr=args.stage1_lr, weight_decay=1e-4)
@@ -349,16 +365,19 @@ def run_dense_stage1(args, config) -> Path | None:
 
     source = open_training_sources(args.data, args.limit)
     t_load = time.time()
-    data = DenseDataset(source, config.image_dims, domain, config.max_objects, workers=args.workers)
+    data = DenseDataset(source, config.image_dims, domain, config.max_objects, workers=args.workers,
+                        keep_index=args.recolour > 0)
     if start == 0:
         n_vis = sum(p.numel() for p in model.visual.parameters())
-        log(f"stage 1 (dense): conv tower ({n_vis / 1e6:.2f} M params) on {len(source)} images "
-            f"(targets + pixels in {time.time() - t_load:.0f} s), hue rotation p={hue_prob}, {steps} steps x "
-            f"{bsz} x {dist.world} process(es); device {hardware(device)}")
+        init = f", starting from {args.stage1_init}" if args.stage1_init else ""
+        log(f"stage 1 (dense): conv tower ({n_vis / 1e6:.2f} M params{init}) on {len(source)} images "
+            f"(targets + pixels in {time.time() - t_load:.0f} s), hue rotation p={hue_prob}, recolour "
+            f"p={args.recolour}, {steps} steps x {bsz} x {dist.world} process(es); device {hardware(device)}")
     stop = stage1_stop(args, steps)
     loader = DataLoader(data, batch_sampler=StepBatches(len(data), bsz, args.seed + 1, start, stop, dist.rank,
                                                         dist.world),
-                        num_workers=0, collate_fn=DenseCollator(args.seed, hue_prob), generator=torch.Generator())
+                        num_workers=0, collate_fn=DenseCollator(args.seed, hue_prob, args.recolour, domain),
+                        generator=torch.Generator())
     model.train()
     t0, step, window = time.time(), start, []
     bar = tqdm(total=steps, initial=start, desc="stage 1", unit="step",
@@ -392,5 +411,6 @@ def run_dense_stage1(args, config) -> Path | None:
             break
     bar.close()
     return finish_stage1(args, step, steps, stopped, t0, run_dir, out_file, model.visual,
-                         {"kind": "dense", "batch_size": bsz, "images": len(source), "hue_prob": hue_prob},
+                         {"kind": "dense", "batch_size": bsz, "images": len(source), "hue_prob": hue_prob,
+                          "recolour": args.recolour, "init": args.stage1_init},
                          dist, device, log, extra_tensors={HEADS_FILE: model.heads})

@@ -29,11 +29,13 @@ import random
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ..atomic import check_output, write_text
 from ..errors import UserError, worker_message
 from .augment import check_mirror, flip_pixels, mirror_scene   # pure Python, no torch: cheap at start-up
+from ..scene.program import Scene
 from .options import STAGE2_SCOPE, RunOptions, check_resume
 from .run import (CHECKPOINT_PREFIX, Dist, RunLog, TrainError, any_rank, barrier, checkpoint_dirs, fmt_time, hardware,
                   load_training_checkpoint, lr_factor, save_training_checkpoint, seed_all, setup_distributed,
@@ -82,6 +84,10 @@ def add_arguments(parser) -> None:
     g.add_argument("--mirror", type=float, default=0.0, metavar="P",
                    help="chance of training on an example's exact left-right mirror (image flipped, "
                         "scene reflected; default 0)")
+    g.add_argument("--recolour", type=float, default=0.0, metavar="P",
+                   help="both stages: chance that every object of an image is recoloured to a palette colour "
+                        "drawn at random, label included (training/recolour.py; needs the per-pixel truth "
+                        "and, in stage 2, --cache-images; default 0)")
     g.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (default 1.0)")
     g.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
     g = parser.add_argument_group("stage 1 (visual tower)")
@@ -91,6 +97,9 @@ def add_arguments(parser) -> None:
     g.add_argument("--hue-prob", type=float, default=None, metavar="P",
                    help="conv tower: share of stage-1 images hue-rotated with their colour targets "
                         "(default 0.75; 0 = off, the shortcut ablation)")
+    g.add_argument("--stage1-init", metavar="STAGE1_DIR",
+                   help="conv tower: start stage 1 from a finished stage-1 folder (vision + heads "
+                        "safetensors) instead of random weights")
     g.add_argument("--caption", choices=("words+loc", "words", "program"), default="words+loc",
                    help="stage 1 caption: object words + 0.5-unit position bins left to right (default), "
                         "words only, or the character program")
@@ -157,9 +166,11 @@ def _validate(args) -> None:
         raise TrainError("--limit must be at least 1 image.")
     if args.time_budget is not None and args.time_budget <= 0:
         raise TrainError("--time-budget must be a positive number of minutes.")
-    if args.init_from and (args.stage != "2" or args.set or args.vision_weights):
+    if args.init_from and (args.stage != "2" or args.set):
         raise TrainError("--init-from fine-tunes a finished model in stage 2 with its own config; drop "
-                         "--stage 1/both, --set and --vision-weights.")
+                         "--stage 1/both and --set.")
+    if args.init_from and args.vision_weights and args.train_vision:
+        raise TrainError("--init-from with --vision-weights swaps in a frozen tower; drop --train-vision.")
     if args.hue_prob is not None and not 0.0 <= args.hue_prob <= 1.0:
         raise TrainError("--hue-prob is a probability; give a number from 0 to 1.")
     if args.whiten_features and args.train_vision:
@@ -167,6 +178,13 @@ def _validate(args) -> None:
                          "--whiten-features and --train-vision.")
     if not 0.0 <= args.mirror <= 1.0:
         raise TrainError("--mirror is a probability; give a number from 0 to 1.")
+    if not 0.0 <= args.recolour <= 1.0:
+        raise TrainError("--recolour is a probability; give a number from 0 to 1.")
+    if args.recolour > 0 and args.stage != "1" and not args.cache_images:
+        raise TrainError("--recolour works on cached 8-bit images in stage 2; add --cache-images.")
+    if args.stage1_init and not (Path(args.stage1_init) / "heads.safetensors").is_file():
+        raise TrainError(f"--stage1-init {args.stage1_init} holds no finished stage 1 (heads.safetensors); "
+                         "point it to a RUN_DIR/stage1 folder of a conv tower.")
     if args.vision_weights and not Path(args.vision_weights).is_file():
         raise TrainError(f"Vision weights {args.vision_weights} do not exist; run stage 1 (--stage 1) "
                          "or pass the right file.")
@@ -204,18 +222,29 @@ class Collator:
     Synonyms, attribute order and mirror flips are drawn from
     ``random.Random(f"{seed}:{step}:{rank}")``, so the targets of a step do not depend on
     what ran before (resume-safe). `mirror` is the chance that an example is replaced by
-    its left-right mirror image (training/augment.py; exact labels)."""
+    its left-right mirror image (training/augment.py; exact labels); `recolour` the chance
+    that its objects get new palette colours, words included (training/recolour.py; items
+    then carry their index map)."""
 
-    def __init__(self, tokenizer, config, seed: int, rank: int, mirror: float = 0.0):
+    def __init__(self, tokenizer, config, seed: int, rank: int, mirror: float = 0.0, recolour: float = 0.0):
         self.tokenizer, self.config, self.seed, self.rank = tokenizer, config, seed, rank
-        self.mirror = mirror
+        self.mirror, self.recolour = mirror, recolour
+        self.palette = None
+        if recolour > 0:
+            from ..scene.domain import load_domain
+            from .recolour import palette_linear
+            self.palette = palette_linear(load_domain(config.domain))
 
     def __call__(self, items):
         from ..model.batching import collate
+        from .recolour import recolour_example
         step = items[0][0]
         rng = random.Random(f"{self.seed}:{step}:{self.rank}")
         examples = []
-        for _, pix, scene, cam in items:
+        for _, pix, scene, cam, *index in items:
+            if self.recolour > 0 and rng.random() < self.recolour:
+                pix, new = recolour_example(pix, index[0], [o.color for o in scene.objects], rng, self.palette)
+                scene = Scene([replace(o, color=c) for o, c in zip(scene.objects, new)])
             if self.mirror > 0 and rng.random() < self.mirror:
                 pix, scene = flip_pixels(pix), mirror_scene(scene, cam)
             examples.append((pix, scene, cam))
@@ -360,6 +389,12 @@ def train_program(args) -> Path:
                 run_dir.rmdir()
             raise
         config, tokenizer = model.config, model.tokenizer
+        if args.vision_weights:     # a new frozen tower under the finished LM (it adapts in this run)
+            try:
+                model.vision.load_stage1_weights(args.vision_weights)
+            except UserError as err:
+                raise TrainError(f"--vision-weights: {err}") from None
+            config.vision_weights = str(Path(args.vision_weights).resolve())
     else:
         config = build_config(args)
         tokenizer = make_tokenizer(config)
@@ -411,7 +446,8 @@ def train_program(args) -> Path:
             f"{args.batch_size} x {dist.world} process(es); device {hardware(device)}")
 
     t_cache = time.time()
-    dataset = SceneDataset(source, config.image_dims, cache=args.cache_images, workers=args.workers, raw=True)
+    dataset = SceneDataset(source, config.image_dims, cache=args.cache_images, workers=args.workers, raw=True,
+                           index_maps=args.recolour > 0)
     if args.cache_images:
         log(f"images cached in RAM in {time.time() - t_cache:.1f} s")
 
@@ -422,7 +458,7 @@ def train_program(args) -> Path:
     sampler = LengthGroupedBatches([len(sc.objects) for sc in dataset.scenes], args.batch_size, args.seed, start,
                                    stop_step(), dist.rank, dist.world)
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=args.workers,
-                        collate_fn=Collator(tokenizer, config, args.seed, dist.rank, args.mirror),
+                        collate_fn=Collator(tokenizer, config, args.seed, dist.rank, args.mirror, args.recolour),
                         pin_memory=device.type == "cuda",
                         # own generator: creating the loader must not draw from the global torch RNG
                         generator=torch.Generator(),
