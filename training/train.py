@@ -235,18 +235,23 @@ class Collator:
             from .recolour import palette_linear
             self.palette = palette_linear(load_domain(config.domain))
 
+    def augment(self, pix, scene, cam, index, rng):
+        """One example's (pixels, scene) after recolouring and mirroring, as `rng` draws them."""
+        if self.recolour > 0 and rng.random() < self.recolour:
+            from .recolour import recolour_example
+            pix, new = recolour_example(pix, index, [o.color for o in scene.objects], rng, self.palette)
+            scene = Scene([replace(o, color=c) for o, c in zip(scene.objects, new)])
+        if self.mirror > 0 and rng.random() < self.mirror:
+            pix, scene = flip_pixels(pix), mirror_scene(scene, cam)
+        return pix, scene
+
     def __call__(self, items):
         from ..model.batching import collate
-        from .recolour import recolour_example
         step = items[0][0]
         rng = random.Random(f"{self.seed}:{step}:{self.rank}")
         examples = []
         for _, pix, scene, cam, *index in items:
-            if self.recolour > 0 and rng.random() < self.recolour:
-                pix, new = recolour_example(pix, index[0], [o.color for o in scene.objects], rng, self.palette)
-                scene = Scene([replace(o, color=c) for o, c in zip(scene.objects, new)])
-            if self.mirror > 0 and rng.random() < self.mirror:
-                pix, scene = flip_pixels(pix), mirror_scene(scene, cam)
+            pix, scene = self.augment(pix, scene, cam, index[0] if index else None, rng)
             examples.append((pix, scene, cam))
         # the camera rides along so objects are written left to right as *this* image's
         # (jittered) camera sees them
