@@ -134,3 +134,10 @@ def test_learning_curve_runs_each_size_once_and_plots(tmp_path):
     runs = json.loads((tmp_path / "curve" / "learning_curve.json").read_text())
     assert set(runs) == {"4", "8"} and 0.0 <= runs["8"]["valB"]["count_acc"] <= 1.0
     assert json.loads((tmp_path / "curve" / "n00004" / "stage1" / "stage1.json").read_text())["images"] == 4
+    # --probe scores one finished tower without training: the same numbers as the curve's
+    probe = tmp_path / "curve" / "n00008"
+    (probe / "probe.json").unlink()
+    assert learning_curve.main(["--probe", str(probe / "stage1"), "--val", str(val), "--threads", "1", *TINY]) == 0
+    again = json.loads((probe / "probe.json").read_text())
+    assert again["valB"]["count_acc"] == runs["8"]["valB"]["count_acc"]
+    assert learning_curve.main(["--probe", str(tmp_path / "nowhere"), "--val", str(val)]) == 2

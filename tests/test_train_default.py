@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--train-count", "4", "--val-count", "2", "--no-480", "--size", "64x48", "--samples", "2",
         "--render-workers", "1", "--steps", "3", "--batch-size", "2", "--stage1-steps", "2",
         "--stage1-batch-size", "4", "--ft-steps", "2", "--first-count", "3", "--ft2-steps", "2",
+        "--recolour-steps", "2", "--ft3-steps", "2",
         "--workers", "0", "--device", "cpu", "--no-install"]
 
 
@@ -42,9 +43,15 @@ def test_train_default_runs_every_step_and_resumes(tmp_path):
     part2 = (runs / "default" / "finetune" / "model" / "card.md").read_text()
     assert "initialised from" in part2 and "ZCA-whitened" in part2 and "steps: 2 x" in part2
     assert "data: 3 images" in part2
-    final = runs / "default" / "finetune2" / "model"
+    part3 = (runs / "default" / "finetune2" / "model" / "card.md").read_text()
+    assert "finetune/model" in part3 and "data: 4 images" in part3
+    # then the tower continues with recolouring, and a fourth part puts the LM on it
+    tower = json.loads((runs / "default" / "recolour_tower" / "stage1" / "stage1.json").read_text())
+    assert tower["recolour"] == 0.5 and tower["init"].endswith("stage1") and tower["steps"] == 2
+    final = runs / "default" / "finetune3" / "model"
     card = (final / "card.md").read_text()
-    assert "finetune/model" in card and "data: 4 images" in card and "## Metrics" in card
+    assert "finetune2/model" in card and "per-object recolouring p=0.5" in card and "## Metrics" in card
+    assert "recolouring (colour words follow) with probability 0.5" in card
     for s in ("A", "B"):
         summary = json.loads((runs / "eval" / "default" / f"{s}.metrics.json").read_text())["summary"]
         assert summary["scenes"] == 2
@@ -52,5 +59,5 @@ def test_train_default_runs_every_step_and_resumes(tmp_path):
     before = (final / "model.safetensors").read_bytes()
     second = _train_default(tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert second.stdout.count("skipped") >= 6
+    assert second.stdout.count("skipped") >= 8
     assert (final / "model.safetensors").read_bytes() == before

@@ -97,9 +97,11 @@ def write_outputs(results: dict, args) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m ig_llm.training.learning_curve", description=__doc__.splitlines()[0])
-    p.add_argument("--data", nargs="+", required=True, help="condition-A training folder(s)")
+    p.add_argument("--probe", metavar="STAGE1_DIR",
+                   help="only score one finished tower (RUN_DIR/stage1) on --val: a table, and RUN_DIR/probe.json")
+    p.add_argument("--data", nargs="+", default=[], help="condition-A training folder(s)")
     p.add_argument("--val", nargs="+", required=True, help="held-out dataset folders (e.g. valA valB)")
-    p.add_argument("--sizes", nargs="+", type=int, required=True, help="training-set sizes N")
+    p.add_argument("--sizes", nargs="+", type=int, default=[], help="training-set sizes N")
     p.add_argument("--steps", type=int, default=300, help="stage-1 steps per size (default 300)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -109,13 +111,24 @@ def main(argv=None) -> int:
                    help="config override passed to `train --set` (JSON value)")
     p.add_argument("--hue-prob", type=float, help="stage-1 hue rotation share (default: train's)")
     p.add_argument("--threads", type=int)
-    p.add_argument("--out", required=True, help="folder for the runs and the tables")
+    p.add_argument("--out", help="folder for the runs and the tables")
     p.add_argument("--figure", help="PNG path for the plot")
     args = p.parse_args(argv)
     missing = next((d for d in [*args.data, *args.val] if not Path(d).is_dir()), None)
     if missing:
         print(f"learning_curve: dataset folder {missing} does not exist; render it with `ig_llm generate`.",
               file=sys.stderr)
+        return 2
+    if args.probe:
+        weights = Path(args.probe) / "vision.safetensors"
+        if not weights.is_file():
+            print(f"learning_curve: {weights} does not exist; finish that stage 1 first.", file=sys.stderr)
+            return 2
+        from .report import format_table
+        print(format_table(score(weights, 0, args)))
+        return 0
+    if not (args.data and args.sizes and args.out):
+        print("learning_curve: give --data, --sizes and --out (or --probe STAGE1_DIR).", file=sys.stderr)
         return 2
     Path(args.out).mkdir(parents=True, exist_ok=True)
     results = {n: score(run_size(n, args), n, args) for n in sorted(set(args.sizes))}

@@ -87,6 +87,9 @@ def make_card(args, config, n_train: int, steps: int, seconds: float, hw: str, w
         lines.insert(3, f"- initialised from: `{args.init_from}` (fine-tuned)")
     if args.mirror:
         lines.append(f"- augmentation: exact left-right mirror with probability {args.mirror:g}")
+    if getattr(args, "recolour", 0.0):
+        lines.append(f"- augmentation: per-object recolouring (colour words follow) with probability "
+                     f"{args.recolour:g}")
     if getattr(args, "whiten_features", False):
         lines.append("- projector input: the tower's tokens ZCA-whitened in training (`--whiten-features`), "
                      "folded into the projector's first layer when saved")
@@ -96,7 +99,7 @@ def make_card(args, config, n_train: int, steps: int, seconds: float, hw: str, w
 
 
 def vision_origin(args) -> str:
-    if args.init_from:
+    if args.init_from and not args.vision_weights:
         return f"the initial model's (`{args.init_from}`)"
     return f"`{args.vision_weights or 'random init'}`{stage1_summary(args.vision_weights)}"
 
@@ -130,5 +133,9 @@ def stage1_summary(vision_weights) -> str:
     m = json.loads(meta.read_text())
     how = (f"dense per-cell targets, hue rotation p={m['hue_prob']}" if m.get("kind") == "dense"
            else f"contrastive, caption '{m['caption']}'")
+    if m.get("recolour"):
+        how += f", per-object recolouring p={m['recolour']}"
+    if m.get("init"):
+        how += f", continued from `{m['init']}`"
     return (f" (stage 1: {m['steps']} steps x batch {m['batch_size']} x {m['world']}, {how}, "
             f"{m['images']} images, {fmt_time(m['seconds'])} on {m['hardware']})")

@@ -20,8 +20,13 @@ another machine picks up where it stopped):
    the first ``--first-count`` training scenes (``train --limit``); a third part, again
    whitened, continues on all of them into ``ROOT/runs/default/finetune2/model``
    (``--ft2-steps 0`` skips it);
-4. ``predict`` + ``evaluate`` on the held-out sets into ``ROOT/runs/eval/default``;
-5. the metrics table goes into the model's ``card.md``; the model is copied to
+4. CoGenT without the shortcut: the tower continues stage 1 with per-object recolouring
+   (``train --stage 1 --stage1-init … --recolour``, training/recolour.py) into
+   ``ROOT/runs/default/recolour_tower/stage1``, and a fourth stage-2 part puts the LM on that
+   tower, recolouring there too (``train --init-from … --vision-weights … --recolour``)
+   into ``ROOT/runs/default/finetune3/model`` (``--recolour-steps 0`` skips both);
+5. ``predict`` + ``evaluate`` on the held-out sets into ``ROOT/runs/eval/default``;
+6. the metrics table goes into the model's ``card.md``; the model is copied to
    ``model/default/`` (atomically), unless ``--no-install``.
 
 ``--ablations`` also trains, on the same data with the same stage-2 steps, the earlier
@@ -42,16 +47,20 @@ from ..errors import UserError
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_DIR = PACKAGE_ROOT / "model" / "default"
+FT3_STEPS = 2604      # v7 part 4: what `--time-budget 85` chose on the 2-core CPU
 
-# the default recipe: the shipped v6 (model/default/card.md), run on the 2-core CPU build machine
-# (its part 2 step count came from `--time-budget 80`; here it is fixed). v5 = parts 1-2 on the
-# first 2,500 scenes; v6 adds part 3 on 7,500 (the first 2,500 + 5,000 more, same seed).
+# the default recipe: the shipped v7 (model/default/card.md), run on the 2-core CPU build machine
+# (its parts 2 and 4 step counts came from `--time-budget`; here they are fixed). v5 = parts 1-2
+# on the first 2,500 scenes; v6 adds part 3 on 7,500 (the first 2,500 + 5,000 more, same seed);
+# v7 = the recoloured tower + part 4.
 RECIPE = {"train_count": 7500, "first_count": 2500, "stage1_steps": 800, "stage1_batch_size": 32, "stage1_lr": 2e-3,
           "steps": 1294, "warmup_steps": 50, "batch_size": 32, "lr": 1e-3, "mirror": 0.5,
           # stage 2, second part: whitened tower tokens, a fresh warm-up + cosine, the next seed
           "ft_steps": 2541, "ft_lr": 1e-3,
           # stage 2, third part: whitened again, on all the training scenes, a gentler peak
-          "ft2_steps": 1600, "ft2_lr": 5e-4}
+          "ft2_steps": 1600, "ft2_lr": 5e-4,
+          # the tower again, continued with per-object recolouring; stage 2's fourth part on it
+          "recolour": 0.5, "recolour_steps": 1000, "recolour_lr": 1e-3, "ft3_steps": FT3_STEPS, "ft3_lr": 1e-3}
 
 
 class TrainDefaultError(UserError, RuntimeError):
@@ -82,6 +91,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ft2-steps", type=int, default=RECIPE["ft2_steps"],
                         help=f"stage 2 third part, all training images (default {RECIPE['ft2_steps']}; 0 = skip)")
     parser.add_argument("--ft2-lr", type=float, default=RECIPE["ft2_lr"])
+    parser.add_argument("--recolour", type=float, default=RECIPE["recolour"],
+                        help=f"recolouring probability of step 4 (default {RECIPE['recolour']})")
+    parser.add_argument("--recolour-steps", type=int, default=RECIPE["recolour_steps"],
+                        help=f"stage-1 steps of the recoloured tower (default {RECIPE['recolour_steps']}; "
+                             "0 = skip it and the fourth part)")
+    parser.add_argument("--recolour-lr", type=float, default=RECIPE["recolour_lr"])
+    parser.add_argument("--ft3-steps", type=int, default=RECIPE["ft3_steps"],
+                        help=f"stage 2 fourth part, on the recoloured tower (default {RECIPE['ft3_steps']})")
+    parser.add_argument("--ft3-lr", type=float, default=RECIPE["ft3_lr"])
     parser.add_argument("--stage1-steps", type=int, default=RECIPE["stage1_steps"])
     parser.add_argument("--stage1-batch-size", type=int, default=RECIPE["stage1_batch_size"])
     parser.add_argument("--stage1-lr", type=float, default=RECIPE["stage1_lr"])
@@ -176,9 +194,26 @@ def _limit(args) -> list[str]:
     return ["--limit", str(args.first_count)] if args.first_count < args.train_count else []
 
 
+def recolour_tower(run: Path, base_stage1: Path, data: Path, args, seed: int) -> Path:
+    """Stage 1 again: continue the finished tower in `base_stage1` with per-object
+    recolouring into ``run/stage1``; returns its vision weights."""
+    weights = run / "stage1" / "vision.safetensors"
+    if weights.is_file():
+        print(f"[train-default] {weights} exists, skipped", flush=True)
+        return weights
+    cmd = _ig("train", "--data", str(data), "--out", str(run), "--stage", "1", "--resume", "--preset", args.preset,
+              "--stage1-init", str(base_stage1), "--recolour", str(args.recolour),
+              "--stage1-steps", str(args.recolour_steps), "--stage1-batch-size", str(args.stage1_batch_size),
+              "--stage1-lr", str(args.recolour_lr), "--device", args.device, "--workers", str(args.workers),
+              "--seed", str(seed))
+    _run(cmd, f"recolour tower {run.name}")
+    return weights
+
+
 def fine_tune(run: Path, base: Path, data: Path, args, steps: int, lr: float, seed: int,
               limit: Sequence[str] = ()) -> Path:
-    """Stage 2, a later part: continue `base` with whitened tower tokens into `run`."""
+    """Stage 2, a later part: continue `base` with whitened tower tokens into `run`
+    (`limit` may also carry a new tower: --vision-weights, --recolour)."""
     model = run / "model"
     if (model / "config.json").is_file():
         print(f"[train-default] {model} exists, skipped", flush=True)
@@ -243,6 +278,10 @@ def main(args) -> int:
                           _limit(args))
     if args.ft2_steps > 0:
         model = fine_tune(run / "finetune2", model, train_data, args, args.ft2_steps, args.ft2_lr, args.seed + 2)
+    if args.recolour_steps > 0:
+        tower = recolour_tower(run / "recolour_tower", run / "stage1", train_data, args, args.seed + 3)
+        model = fine_tune(run / "finetune3", model, train_data, args, args.ft3_steps, args.ft3_lr, args.seed + 4,
+                          ["--vision-weights", str(tower), "--recolour", str(args.recolour)])
     summaries = evaluate(model, sets, root / "runs" / "eval" / "default", args)
     add_metrics_to_card(model, summaries, args)
     from .report import format_table
