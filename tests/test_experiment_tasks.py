@@ -102,3 +102,15 @@ def test_train_mirror_with_a_pose_domain_is_refused(tmp_path, capsys):
     assert err == ("ig_llm train: --mirror is not implemented for the so3:aa domain (the mirror image of a chiral "
                    "object is no rotation of it); drop --mirror.")
     assert not (tmp_path / "run").exists()
+
+
+def test_train_recolour_with_a_task_domain_is_refused(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    rc = cli_main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--recolour", "0.5",
+                   "--cache-images", "--set", 'domain="2d"', "--set", "max_objects=1", "--steps", "1",
+                   "--workers", "0"])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("ig_llm train: --recolour needs CLEVR-style objects with palette colours; the 2d domain has "
+                   "none; drop --recolour.")
+    assert not (tmp_path / "run").exists()

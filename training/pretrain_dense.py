@@ -350,6 +350,12 @@ def run_dense_stage1(args, config) -> Path | None:
         return out_file
 
     domain = load_domain(config.domain)
+    if args.recolour > 0:
+        from .recolour import check_recolour
+        try:
+            check_recolour(domain)
+        except ValueError as err:
+            raise TrainError(str(err)) from None
     hue_prob = HUE_PROB if args.hue_prob is None else args.hue_prob
     seed_all(args.seed)
     model = build_dense_model(config).to(device)

@@ -33,6 +33,13 @@ def linear_to_srgb(x):
     return (1.055 * x.clip(0.0031308) ** (1 / 2.4) - 0.055) * (x > 0.0031308) + 12.92 * x * (x <= 0.0031308)
 
 
+def check_recolour(domain) -> None:
+    """Raise ValueError (one sentence) for a domain without CLEVR's object colours."""
+    if domain.kind != "clevr":
+        raise ValueError(f"--recolour needs CLEVR-style objects with palette colours; the {domain.name} domain "
+                         "has none; drop --recolour.")
+
+
 def palette_linear(domain) -> dict[str, np.ndarray]:
     """Each palette colour's albedo in linear RGB."""
     return {name: srgb_to_linear(np.asarray(domain.rgb(name), dtype=np.float32)) for name in domain.values("color")}

@@ -34,8 +34,8 @@ from pathlib import Path
 
 from ..atomic import check_output, write_text
 from ..errors import UserError, worker_message
-from .augment import check_mirror, flip_pixels, mirror_scene   # pure Python, no torch: cheap at start-up
 from ..scene.program import Scene
+from .augment import check_mirror, flip_pixels, mirror_scene   # pure Python, no torch: cheap at start-up
 from .options import STAGE2_SCOPE, RunOptions, check_resume
 from .run import (CHECKPOINT_PREFIX, Dist, RunLog, TrainError, any_rank, barrier, checkpoint_dirs, fmt_time, hardware,
                   load_training_checkpoint, lr_factor, save_training_checkpoint, seed_all, setup_distributed,
@@ -404,10 +404,15 @@ def train_program(args) -> Path:
         config = build_config(args)
         tokenizer = make_tokenizer(config)
         model = IGLLM(config, tokenizer).to(device)
-    if args.mirror > 0:
+    if args.mirror > 0 or args.recolour > 0:
         from ..scene.domain import load_domain
+        from .recolour import check_recolour
         try:
-            check_mirror(load_domain(config.domain))
+            domain = load_domain(config.domain)
+            if args.mirror > 0:
+                check_mirror(domain)
+            if args.recolour > 0:
+                check_recolour(domain)
         except ValueError as err:
             raise TrainError(str(err)) from None
     source = open_training_sources(args.data, args.limit)
