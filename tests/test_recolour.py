@@ -111,12 +111,16 @@ def test_train_with_recolour_and_a_swapped_tower(data, tmp_path, capsys):  # noq
     base = tmp_path / "base"
     assert cli_main(["train", "--data", str(data), "--out", str(base), "--stage", "both", "--stage1-steps", "2",
                      "--stage1-batch-size", "4", "--steps", "2", "--batch-size", "4", *COMMON]) == 0
-    # stage 1 again, from the finished tower, with recolouring
+    # stage 1 again, from the finished tower, with recolouring (lr 0: the weights must stay the base's)
     tower = tmp_path / "tower"
     assert cli_main(["train", "--data", str(data), "--out", str(tower), "--stage", "1", "--stage1-steps", "2",
-                     "--stage1-batch-size", "4", "--recolour", "1", "--stage1-init", str(base / "stage1"),
-                     *COMMON]) == 0
+                     "--stage1-batch-size", "4", "--stage1-lr", "0", "--recolour", "1",
+                     "--stage1-init", str(base / "stage1"), *COMMON]) == 0
     assert "recolour p=1.0" in (tower / "train.log").read_text()
+    from safetensors.torch import load_file
+    before, after = (load_file(str(r / "stage1" / "vision.safetensors")) for r in (base, tower))
+    weights = [k for k in before if not ("running_" in k or "num_batches" in k)]   # BN statistics move
+    assert weights and all(torch.equal(before[k], after[k]) for k in weights)
     # the finished LM on the new tower, recolouring in stage 2 too
     tuned = tmp_path / "tuned"
     common = [a for a in COMMON if a not in TINY]
@@ -124,7 +128,6 @@ def test_train_with_recolour_and_a_swapped_tower(data, tmp_path, capsys):  # noq
     assert cli_main(["train", "--data", str(data), "--out", str(tuned), "--init-from", str(base / "model"),
                      "--vision-weights", str(new_tower), "--recolour", "0.5", "--cache-images", "--steps", "2",
                      "--batch-size", "4", *common]) == 0
-    from safetensors.torch import load_file
     got, want = load_file(str(tuned / "model" / "model.safetensors")), load_file(str(new_tower))
     for k, v in want.items():
         assert torch.equal(got["vision." + k[len("visual."):]].float(), v.float()), k
@@ -137,3 +140,6 @@ def test_train_with_recolour_and_a_swapped_tower(data, tmp_path, capsys):  # noq
     assert cli_main(["train", "--data", str(data), "--out", str(tmp_path / "y"), "--stage", "1",
                      "--stage1-init", str(tmp_path / "nowhere"), *RUN, *TINY]) == 2
     assert "--stage1-init" in capsys.readouterr().err
+    assert cli_main(["train", "--data", str(data), "--out", str(tmp_path / "z"), "--stage1-init",
+                     str(base / "stage1"), *COMMON]) == 2
+    assert "--stage 1 or both" in capsys.readouterr().err

@@ -367,12 +367,19 @@ class SceneDataset:
         # them on the device (4x less to stack, pin and copy than float32)
         self.source, self.image_size, self.raw = source, image_size, raw and cache
         # index_maps: items also carry each image's per-pixel truth at the pixels' size (for
-        # recolouring); renders are made at the tower's aspect, so no letterbox to follow
+        # recolouring); only for renders at the tower's aspect, where no letterbox shifts them
         self.index = None
         if index_maps:
             from ..model.batching import image_dims
             w, h = image_dims(image_size)
-            self.index = [resize_nearest(source.index_map(i), h, w) for i in range(len(source))]
+            self.index = []
+            for i in range(len(source)):
+                index = source.index_map(i)
+                if abs(index.shape[0] * w - index.shape[1] * h) > 0.01 * index.shape[1] * h:
+                    raise DatasetError(f"{source.record(i)['image_filename']} is {index.shape[1]}x{index.shape[0]}, "
+                                       f"not the tower's {w}x{h} aspect, so its index map cannot follow the "
+                                       "letterbox; drop --recolour or render at the tower's aspect.")
+                self.index.append(resize_nearest(index, h, w))
         if preprocess is None:
             from ..model.batching import preprocess_image as preprocess
         self.preprocess = preprocess

@@ -42,7 +42,9 @@ def score(weights: Path, n: int, args) -> dict:
     """{val set name: probe summary}, cached in the run folder."""
     cache = weights.parent.parent / "probe.json"
     if cache.is_file():
-        return json.loads(cache.read_text())
+        cached = json.loads(cache.read_text())
+        if set(cached) == {Path(v).name for v in args.val}:     # the same held-out sets: reuse
+            return cached
     import torch
     from ..model.presets import make_config
     from ..scene.domain import load_domain

@@ -136,7 +136,8 @@ def dense_targets(record: dict, scene, index: np.ndarray, dims: tuple[int, int],
 # data
 # ---------------------------------------------------------------------------------------
 class DenseDataset:
-    """item (step, i) -> (step, i, uint8 pixels [3, H, W], owner, heat, object rows)."""
+    """item (step, i) -> (step, i, uint8 pixels [3, H, W], owner, heat, object rows, index map
+    at the pixels' size or None (`keep_index`, for recolouring), colour names in label order)."""
 
     def __init__(self, source, dims, domain, max_objects: int, workers: int = 0, keep_index: bool = False):
         from .dataset import SceneDataset
@@ -360,7 +361,11 @@ def run_dense_stage1(args, config) -> Path | None:
     seed_all(args.seed)
     model = build_dense_model(config).to(device)
     if args.stage1_init:        # continue from a finished tower (a resume then overwrites it)
-        model.load_state_dict(load_dense_model(args.stage1_init, config).state_dict())
+        try:
+            model.load_state_dict(load_dense_model(args.stage1_init, config).state_dict())
+        except RuntimeError as err:
+            raise TrainError(f"--stage1-init {args.stage1_init} does not fit this tower "
+                             f"({str(err).splitlines()[0]}); use the --preset/--set it was trained with.") from None
     steps, bsz = args.stage1_steps, args.stage1_batch_size
     warmup = max(1, int(round(0.05 * steps)))
     opt = torch.optim.AdamW(model.parameters(), lr=args.stage1_lr, weight_decay=1e-4)

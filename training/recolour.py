@@ -12,9 +12,10 @@ How: CLEVR objects are one albedo under white light ("Standard" view transform, 
 is the linear render in sRGB encoding). A pixel of object k is, to first order, its
 albedo times a grey shading term; the shading is the pixel's luminance over the albedo's
 luminance, and the new pixel is that shading times the new albedo. Which pixels belong to
-object k is exactly the index map (``DIR/index/*.npz``). Specular highlights and the
-floor's coloured bounce light are the two things this model does not get right; both are
-small at CLEVR's materials.
+object k is exactly the index map (``DIR/index/*.npz``). Not modelled: specular highlights
+(white on rubber, recoloured here), what a metal object mirrors (its neighbours' and the
+floor's colours, tinted to the new colour here), the floor's coloured bounce light, and
+bright albedos the render clipped (cyan, yellow: their recolours come out a little dark).
 """
 from __future__ import annotations
 
@@ -74,6 +75,8 @@ def recolour_example(pixels, index, colours: list[str], rng, palette: dict):
     """Recolour every object of one example to colours drawn by `rng`. `pixels` is an
     8-bit [3, H, W] tensor; returns (8-bit pixels, the new colour of each object, label order)."""
     import torch
+    if pixels.dtype != torch.uint8:
+        raise TypeError(f"recolour_example takes 8-bit pixels, not {pixels.dtype}")
     new = draw_colours(rng, len(colours), palette)
     x = pixels.float() / 255.0
     x = recolour_pixels(x, torch.as_tensor(index), [palette[c] for c in colours], [palette[c] for c in new])

@@ -152,6 +152,9 @@ def run_tower_stage(args):
     if config.vision_model == "conv":
         from .pretrain_dense import run_dense_stage1
         return run_dense_stage1(args, config)
+    if args.recolour > 0 or args.stage1_init:
+        raise TrainError(f"--recolour and --stage1-init work with the conv tower's dense stage 1 only; the "
+                         f"{config.vision_model} tower's stage 1 is contrastive: drop them.")
     from .pretrain_vision import run_stage1
     return run_stage1(args)
 
@@ -169,6 +172,8 @@ def _validate(args) -> None:
     if args.init_from and (args.stage != "2" or args.set):
         raise TrainError("--init-from fine-tunes a finished model in stage 2 with its own config; drop "
                          "--stage 1/both and --set.")
+    if args.stage1_init and args.stage == "2":
+        raise TrainError("--stage1-init starts a stage-1 run; use it with --stage 1 or both.")
     if args.init_from and args.vision_weights and args.train_vision:
         raise TrainError("--init-from with --vision-weights swaps in a frozen tower; drop --train-vision.")
     if args.hue_prob is not None and not 0.0 <= args.hue_prob <= 1.0:
@@ -395,6 +400,9 @@ def train_program(args) -> Path:
             raise
         config, tokenizer = model.config, model.tokenizer
         if args.vision_weights:     # a new frozen tower under the finished LM (it adapts in this run)
+            if config.vision_model != "conv":
+                raise TrainError(f"--vision-weights with --init-from swaps a conv tower only; {args.init_from} has "
+                                 f"a {config.vision_model} tower: drop --vision-weights.")
             try:
                 model.vision.load_stage1_weights(args.vision_weights)
             except UserError as err:

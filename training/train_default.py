@@ -211,9 +211,9 @@ def recolour_tower(run: Path, base_stage1: Path, data: Path, args, seed: int) ->
 
 
 def fine_tune(run: Path, base: Path, data: Path, args, steps: int, lr: float, seed: int,
-              limit: Sequence[str] = ()) -> Path:
-    """Stage 2, a later part: continue `base` with whitened tower tokens into `run`
-    (`limit` may also carry a new tower: --vision-weights, --recolour)."""
+              extra: Sequence[str] = ()) -> Path:
+    """Stage 2, a later part: continue `base` with whitened tower tokens into `run`; `extra`:
+    more `train` options (--limit, or a new tower: --vision-weights, --recolour)."""
     model = run / "model"
     if (model / "config.json").is_file():
         print(f"[train-default] {model} exists, skipped", flush=True)
@@ -221,7 +221,7 @@ def fine_tune(run: Path, base: Path, data: Path, args, steps: int, lr: float, se
     cmd = _ig("train", "--data", str(data), "--out", str(run), "--init-from", str(base), "--whiten-features",
               "--resume", "--batch-size", str(args.batch_size), "--lr", str(lr), "--steps", str(steps),
               "--warmup-steps", str(RECIPE["warmup_steps"]), "--mirror", str(args.mirror), "--device", args.device,
-              "--workers", str(args.workers), "--seed", str(seed), "--cache-images", *limit)
+              "--workers", str(args.workers), "--seed", str(seed), "--cache-images", *extra)
     if args.bf16:
         cmd.append("--bf16")
     _run(cmd, f"fine-tune {run.parent.name}")
@@ -229,8 +229,14 @@ def fine_tune(run: Path, base: Path, data: Path, args, steps: int, lr: float, se
 
 
 def evaluate(model: Path, sets: dict[str, Path], out_dir: Path, args) -> dict:
-    """{set name: summary}; predictions and metrics files are reused when present."""
+    """{set name: summary}; predictions and metrics files are reused when present and made
+    by the same `model` (``out_dir/model.txt``; another model's are deleted first)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = out_dir / "model.txt"
+    if not stamp.is_file() or stamp.read_text().strip() != str(model):
+        for old in [*out_dir.glob("*.predictions.json"), *out_dir.glob("*.metrics.json")]:
+            old.unlink()
+        write_text(stamp, str(model) + "\n")
     summaries = {}
     for name, data in sets.items():
         pred, metrics = out_dir / f"{name}.predictions.json", out_dir / f"{name}.metrics.json"
