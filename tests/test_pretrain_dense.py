@@ -34,6 +34,16 @@ def test_cell_owners_from_a_hand_made_mask():
     assert cell_owners(index, 3)[1, 1] == 3
 
 
+def test_dot_targets_own_the_centre_cell_and_hold_the_canvas_position():
+    from ig_llm.scene.task_program import DotObject
+    domain = load_domain("2d")
+    scene = Scene([DotObject(x=0.30, y=0.80)])
+    owner, heat, rows = dense_targets({"objects": [{}]}, scene, None, (128, 128), domain, colour_yiq(domain), 1)
+    # 0.30 * 128 = 38.4 px -> column 4; 0.80 * 128 = 102.4 px -> row 12 of the 16 x 16 grid
+    assert owner.shape == (16, 16) and owner.sum() == 1 and owner[12, 4] == 1 and heat[12, 4] == 1.0
+    assert rows[1, 6:8].tolist() == pytest.approx([-0.4, 0.6]) and not rows[1, :6].any()
+
+
 def test_centre_heatmap_peaks_and_object_rows():
     heat = centre_heatmap([(4.0, 4.0), (45.0, 30.0)], (4, 6))
     assert heat[0, 0] == 1.0 and heat[3, 5] == 1.0 and (heat == 1.0).sum() == 2

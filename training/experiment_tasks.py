@@ -18,9 +18,12 @@ kill continues where it stopped and a finished experiment only rewrites its tabl
   in-distribution test set and on the held-out ball (OOD). One render serves all eight
   runs: labels hold the rotation matrix and each model formats it in its own domain.
 
-Deviation from the paper, on purpose: no stage-1 recipe (dense targets) exists for these
-domains, so the conv tower is trained in stage 2 (``--train-vision``) instead of being a
-frozen pre-trained CLIP. Input size: ``IMAGE_SIZE`` square (the renders are 336 x 336).
+Deviation from the paper, on purpose: no pre-trained CLIP exists here. For ``2d`` the conv
+tower gets its own dense stage 1 first (``OUT/stage1``: a centre heat-map and the dot's
+canvas position at its cell, from the labels; ``STAGE1_STEPS`` steps), then stays frozen in
+stage 2 with whitened tokens, as for CLEVR. ``so3`` has no dense targets yet, so its tower
+is trained in stage 2 (``--train-vision``). Input size: ``IMAGE_SIZE`` square (the renders
+are 336 x 336).
 """
 from __future__ import annotations
 
@@ -52,6 +55,7 @@ DATASETS = {
 DEFAULTS = {"2d": dict(train_count=1000, test_count=250, steps=300, batch_size=32),
             "so3": dict(train_count=800, test_count=200, steps=100, batch_size=32)}
 LR = 1e-3            # small model trained from scratch, tower included: higher than train's default
+STAGE1_STEPS = 600   # 2d: dense stage-1 steps x 32 for its frozen tower (a few CPU-minutes at 128 px)
 SAVE_EVERY = 100     # a killed run loses at most this many steps
 
 
@@ -66,7 +70,7 @@ def variants(name: str, representations=REPRESENTATIONS) -> list[tuple[str, str,
 
 
 def check_sizes(args) -> None:
-    for flag in ("train_count", "test_count", "steps", "batch_size"):
+    for flag in ("train_count", "test_count", "steps", "batch_size", "stage1_steps"):
         value = getattr(args, flag)
         if value < 1:
             raise ExperimentError(f"--{flag.replace('_', '-')} {value} is too small; pass 1 or more.")
@@ -102,14 +106,47 @@ def generate_argv(folder: Path, domain: str, condition: str, split: str, count: 
             "--out", str(folder), "--resume", "--workers", str(workers)]
 
 
-def train_argv(run: Path, data: Path, numbers: str, domain: str, args, seed: int) -> list[str]:
-    """The resumable ``ig_llm train`` line of one variant (stage 2, tower trained too)."""
+def _sets(domain: str, args) -> list[str]:
     sets = {"domain": domain, "max_objects": 1, "image_size": args.image_size, "image_height": args.image_size}
-    argv = ["train", "--data", str(data), "--out", str(run), "--numbers", numbers, "--train-vision",
+    return [a for k, v in sets.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+
+
+def stage1_argv(run: Path, data: Path, domain: str, args) -> list[str]:
+    """The resumable dense stage-1 line of a task's frozen tower (2d), seed 0, no hue rotation."""
+    return ["train", "--data", str(data), "--out", str(run), "--stage", "1", "--stage1-steps", str(args.stage1_steps),
+            "--stage1-batch-size", str(args.batch_size), "--stage1-lr", "2e-3", "--hue-prob", "0",
+            "--seed", "0", "--limit", str(args.train_count), "--workers", "0", "--save-every", str(SAVE_EVERY),
+            "--quiet", "--resume"] + _sets(domain, args)
+
+
+def train_argv(run: Path, data: Path, numbers: str, domain: str, args, seed: int,
+               tower: Path | None = None) -> list[str]:
+    """The resumable ``ig_llm train`` line of one variant: stage 2 on a frozen, whitened
+    `tower` (stage-1 weights), or with the tower trained too when there is none."""
+    vision = ["--vision-weights", str(tower), "--whiten-features"] if tower else ["--train-vision"]
+    argv = ["train", "--data", str(data), "--out", str(run), "--numbers", numbers, *vision,
             "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(LR),
             "--seed", str(seed), "--limit", str(args.train_count), "--workers", "0", "--cache-images",
             "--save-every", str(SAVE_EVERY), "--quiet", "--resume"]
-    return argv + [a for k, v in sets.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    return argv + _sets(domain, args)
+
+
+def train_tower(out: Path, data: Path, domain: str, args) -> Path:
+    """2d's dense stage 1 into ``OUT/stage1`` (resumed or skipped); returns its vision weights."""
+    run = out / "stage1"
+    weights = run / "stage1" / "vision.safetensors"
+    argv = stage1_argv(run, data, domain, args)
+    check_recipe(run, argv)
+    if not weights.is_file():
+        from ..cli import command_parser
+        argv = argv + (["--threads", str(args.threads)] if args.threads else [])
+        print(f"[experiment] ig_llm {' '.join(argv)}", flush=True)
+        parser, module = command_parser("train")
+        module.main(parser.parse_args(argv[1:]))
+        if not weights.is_file():
+            raise ExperimentError(f"Stage 1 in {run} stopped before its tower was written; rerun the same command "
+                                  "to resume.")
+    return weights
 
 
 # ---------------------------------------------------------------------------------------
@@ -291,11 +328,13 @@ def run_task_experiment(name: str, args) -> dict:
     rows, per_seed_rows, points = {}, {}, {}
     cells = _cells()
     truth_test = load_scene_records(folders["test"] / "scenes.json") if name == "2d" else None
+    tower = train_tower(out, folders["train"], name, args) if name == "2d" else None
     for label, numbers, domain in variants(name, reps):
         per_seed = []
         for seed in args.seeds:
             run = out / f"{label}_s{seed}"
-            model = train_variant(run, train_argv(run, folders["train"], numbers, domain, args, seed), args.threads)
+            model = train_variant(run, train_argv(run, folders["train"], numbers, domain, args, seed, tower),
+                                  args.threads)
             reports = {}
             for set_name in eval_sets:
                 pred = run / f"{set_name}.predictions.json"
@@ -310,7 +349,7 @@ def run_task_experiment(name: str, args) -> dict:
         rows[label], per_seed_rows[label] = seed_mean(per_seed), per_seed
     result = {"experiment": name, "rows": rows, "per_seed": per_seed_rows,
               "settings": {k: getattr(args, k) for k in ("train_count", "test_count", "steps", "batch_size",
-                                                          "seeds", "image_size")}}
+                                                          "seeds", "image_size", "stage1_steps")}}
     if name == "2d":
         # the map shows the mean error over seeds at each test point (same points every seed)
         result["error_points"] = {label: [(x, y, _mean(runs[k][i][2] for k in range(len(runs))))
@@ -327,6 +366,8 @@ def add_size_arguments(parser) -> None:
                    % (DEFAULTS["2d"]["test_count"], DEFAULTS["so3"]["test_count"]))
     g.add_argument("--batch-size", type=int, help="training batch (default %d)" % DEFAULTS["2d"]["batch_size"])
     g.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds, one run each (default 0)")
+    g.add_argument("--stage1-steps", type=int, default=STAGE1_STEPS,
+                   help=f"2d: dense stage-1 steps of its frozen tower (default {STAGE1_STEPS})")
     g.add_argument("--image-size", type=int, default=IMAGE_SIZE, help=f"square model input (default {IMAGE_SIZE})")
     g.add_argument("--representations", nargs="+", choices=REPRESENTATIONS,
                    help="so3: the representations to run (default all four)")
@@ -350,8 +391,9 @@ def main(name: str, args) -> int:
               "so3": "geodesic rotation error in degrees; ID = rotations outside the 60° held-out ball, "
                      "OOD = inside it"}[name]
     text = (f"# {title}\n\n{s['train_count']} training renders, {s['test_count']} per test set, "
-            f"{s['steps']} steps x {s['batch_size']}, seeds {s['seeds']}, {s['image_size']} px input, tower "
-            "trained in stage 2 (no frozen CLIP: see docs/experiments.md).\n"
+            f"{s['steps']} steps x {s['batch_size']}, seeds {s['seeds']}, {s['image_size']} px input, "
+            + ("tower from a dense stage 1 on the same renders, frozen and whitened in stage 2"
+               if name == "2d" else "tower trained in stage 2") + " (no frozen CLIP: see docs/experiments.md).\n"
             f"Metric: {metric}.\nCommand: `{command_line(name, args)}`\n\n"
             + markdown_table(name, result["rows"]))
     if name == "2d":
@@ -370,6 +412,8 @@ def command_line(name: str, args) -> str:
              f"--batch-size {args.batch_size} --seeds {' '.join(map(str, args.seeds))}"]
     if args.image_size != IMAGE_SIZE:
         parts.append(f"--image-size {args.image_size}")
+    if name == "2d" and args.stage1_steps != STAGE1_STEPS:
+        parts.append(f"--stage1-steps {args.stage1_steps}")
     if name == "so3" and args.representations:
         parts.append("--representations " + " ".join(args.representations))
     return " ".join(parts)

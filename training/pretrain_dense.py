@@ -73,7 +73,10 @@ def rotate_chroma(yiq: np.ndarray, angle: float) -> np.ndarray:
 
 
 def colour_yiq(domain) -> dict[str, np.ndarray]:
-    """Each colour word's YIQ point (of its sRGB swatch), scaled so chroma spans about ±1."""
+    """Each colour word's YIQ point (of its sRGB swatch), scaled so chroma spans about ±1
+    (empty for the 2D dot domain, which has no colour words)."""
+    if domain.kind == "dot2d":
+        return {}
     return {c: (RGB_TO_YIQ @ np.asarray(domain.rgb(c))) * np.array([2.0, 3.0, 3.0])
             for c in domain.values("color")}
 
@@ -112,6 +115,9 @@ def object_rows(scene, domain, yiq: dict, max_objects: int) -> np.ndarray:
     """[max_objects + 1, OBJ_FIELDS]: row k = object k (1-based, label order); row 0 unused."""
     rows = np.zeros((max_objects + 1, OBJ_FIELDS), dtype=np.float32)
     for k, o in enumerate(scene.objects[:max_objects], start=1):
+        if domain.kind == "dot2d":      # the dot: only its canvas position, as ground in [-1, 1]
+            rows[k, 6:8] = [2.0 * o.x - 1.0, 2.0 * o.y - 1.0]
+            continue
         theta = 4.0 * float(o.rotation or 0.0)
         rows[k] = [domain.values("shape").index(o.shape), domain.values("material").index(o.material),
                    domain.values("size").index(o.size), *yiq[o.color],
@@ -120,16 +126,23 @@ def object_rows(scene, domain, yiq: dict, max_objects: int) -> np.ndarray:
     return rows
 
 
-def dense_targets(record: dict, scene, index: np.ndarray, dims: tuple[int, int], domain, yiq: dict,
+def dense_targets(record: dict, scene, index: np.ndarray | None, dims: tuple[int, int], domain, yiq: dict,
                   max_objects: int):
     """One sample's targets at tower size `dims` (width, height): owner, heat, object rows."""
     w, h = dims
-    index = resize_nearest(index, h, w)
     n = min(len(scene.objects), max_objects)
-    owner = cell_owners(index, n)
+    rows = object_rows(scene, domain, yiq, max_objects)
+    if domain.kind == "dot2d":
+        # a 5-px dot shrinks to a few pixels at tower size, too few to own a cell by area:
+        # its centre's cell owns it (canvas units -> pixels: x right, y down); no index map
+        centres = [(o.x * w, o.y * h) for o in scene.objects[:n]]
+        heat = centre_heatmap(centres, (h // STRIDE, w // STRIDE))
+        owner = (heat == 1.0).astype(np.uint8)
+        return owner, heat, rows
+    owner = cell_owners(resize_nearest(index, h, w), n)
     sx, sy = w / record.get("width", w), h / record.get("height", h)
     centres = [(o["pixel_coords"][0] * sx, o["pixel_coords"][1] * sy) for o in record["objects"][:n]]
-    return owner, centre_heatmap(centres, owner.shape), object_rows(scene, domain, yiq, max_objects)
+    return owner, centre_heatmap(centres, owner.shape), rows
 
 
 # ---------------------------------------------------------------------------------------
@@ -143,7 +156,9 @@ class DenseDataset:
         from .dataset import SceneDataset
         self.images = SceneDataset(source, dims, cache=True, workers=workers, raw=True, index_maps=keep_index)
         yiq = colour_yiq(domain)
-        self.targets = [dense_targets(source.record(i), self.images.scenes[i], source.index_map(i), dims,
+        # the dot's targets come from its label alone (task renders keep no index map)
+        self.targets = [dense_targets(source.record(i), self.images.scenes[i],
+                                      None if domain.kind == "dot2d" else source.index_map(i), dims,
                                       domain, yiq, max_objects) for i in range(len(source))]
 
     def __len__(self) -> int:
@@ -152,7 +167,7 @@ class DenseDataset:
     def __getitem__(self, key):
         step, i = key
         index = self.images.index[i] if self.images.index is not None else None
-        colours = [o.color for o in self.images.scenes[i].objects]
+        colours = [getattr(o, "color", None) for o in self.images.scenes[i].objects]
         return (step, i, self.images.pixels(i), *self.targets[i], index, colours)
 
 
@@ -351,6 +366,9 @@ def run_dense_stage1(args, config) -> Path | None:
         return out_file
 
     domain = load_domain(config.domain)
+    if domain.kind == "pose":
+        raise TrainError(f"The {domain.name} domain has no dense stage-1 targets; train its tower in stage 2 "
+                         "(--train-vision) instead.")
     if args.recolour > 0:
         from .recolour import check_recolour
         try:
