@@ -9,19 +9,21 @@
 # for the ablation, the earlier ViT tower contrastively (preset tiny-vit); stage 2 runs
 # in parallel on the same GPU for the same wall-clock budget: the default (conv tower,
 # frozen, numeric head), the ViT-tower model, the character-number model, and the
-# default at half budget. Each model is evaluated on valA/valB.
+# default at half budget. Each model is evaluated on valA/valB. The conv-tower runs
+# recolour objects in both stages (RECOLOUR, default 0.5: v7's finding for CoGenT B; the
+# ViT ablation letterboxes to a square, where recolouring is refused, so it runs without).
 # OUT_DIR receives at most 8 files: one tar per kept model, and results.tar (logs + metrics).
 set -uo pipefail
 PACKS=${1:?pack dir}; OUT=${2:?out dir}; MIN=${3:-3}
 R=${RUNS_DIR:-/tmp/ig_llm_runs}; mkdir -p "$R" "$OUT"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=2 PYTHONUNBUFFERED=1
-DEV=${DEVICE:-cuda}; BF16=${BF16:-}; S1STEPS=${S1STEPS:-800}
+DEV=${DEVICE:-cuda}; BF16=${BF16:-}; S1STEPS=${S1STEPS:-800}; RC="--recolour ${RECOLOUR:-0.5}"
 log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$R/gpu.log"; }
 S1DATA="$PACKS/trainA.npz"; [ -f "$PACKS/pretrain.npz" ] && S1DATA="$S1DATA $PACKS/pretrain.npz"
 
 log "stage 1 on $S1DATA: conv tower (dense) and, for the ablation, the ViT tower (contrastive)"
 python3 -m ig_llm train --data $S1DATA --out "$R/main" --stage 1 --device $DEV --workers 0 \
-  --stage1-steps $S1STEPS --stage1-batch-size ${S1BATCH:-128} --stage1-lr 2e-3 \
+  --stage1-steps $S1STEPS --stage1-batch-size ${S1BATCH:-128} --stage1-lr 2e-3 $RC \
   --log-every 100 --quiet >> "$R/stage1.log" 2>&1 || { log "stage 1 failed"; tail -30 "$R/stage1.log"; }
 python3 -m ig_llm train --data $S1DATA --out "$R/vit" --stage 1 --preset tiny-vit --device $DEV $BF16 \
   --cache-images --workers 8 --stage1-steps $S1STEPS --stage1-batch-size 512 --stage1-lr 1e-3 \
@@ -33,11 +35,11 @@ C="--data $PACKS/trainA.npz --stage 2 --device $DEV $BF16 --cache-images --worke
 # small dataset; the better of main/short on valA (in distribution) is shipped.
 HALF=$(python3 -c "print($MIN / 2)")
 log "stage 2: main, char, vit for $MIN min each and short for $HALF min, in parallel"
-python3 -m ig_llm train --out "$R/main" $C --vision-weights $V                > "$R/main.log" 2>&1 & p1=$!
-python3 -m ig_llm train --out "$R/char" $C --vision-weights $V --numbers char > "$R/char.log" 2>&1 & p2=$!
+python3 -m ig_llm train --out "$R/main" $C $RC --vision-weights $V                > "$R/main.log" 2>&1 & p1=$!
+python3 -m ig_llm train --out "$R/char" $C $RC --vision-weights $V --numbers char > "$R/char.log" 2>&1 & p2=$!
 python3 -m ig_llm train --out "$R/vit" $C --preset tiny-vit \
   --vision-weights "$R/vit/stage1/vision.safetensors"                         > "$R/vit.log" 2>&1 & p3=$!
-python3 -m ig_llm train --out "$R/short" ${C/--time-budget $MIN/--time-budget $HALF} --vision-weights $V > "$R/short.log" 2>&1 & p4=$!
+python3 -m ig_llm train --out "$R/short" ${C/--time-budget $MIN/--time-budget $HALF} $RC --vision-weights $V > "$R/short.log" 2>&1 & p4=$!
 wait $p1; log "main exit $?"; wait $p2; log "char exit $?"; wait $p3; log "vit exit $?"; wait $p4; log "short exit $?"
 evaluate_run() {  # predict + evaluate one run on both held-out packs
   local r=$1
