@@ -14,7 +14,7 @@ pytest.importorskip("torch")
 pytest.importorskip("bpy")
 
 ROOT = Path(__file__).resolve().parents[1]
-ARGS = ["--train-count", "4", "--val-count", "2", "--no-480", "--size", "64x48", "--samples", "2",
+ARGS = ["--train-count", "4", "--val-count", "2", "--no-480", "--size", "72x48", "--samples", "2",
         "--render-workers", "1", "--steps", "3", "--batch-size", "2", "--stage1-steps", "2",
         "--stage1-batch-size", "4", "--ft-steps", "2", "--first-count", "3", "--ft2-steps", "2",
         "--recolour-steps", "2", "--ft3-steps", "2",
