@@ -143,3 +143,16 @@ def test_train_with_recolour_and_a_swapped_tower(data, tmp_path, capsys):  # noq
     assert cli_main(["train", "--data", str(data), "--out", str(tmp_path / "z"), "--stage1-init",
                      str(base / "stage1"), *COMMON]) == 2
     assert "--stage 1 or both" in capsys.readouterr().err
+    # a damaged tower file: one sentence, exit 2, no run folder left behind
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "heads.safetensors").write_bytes(b"not a safetensors file")
+    (broken / "vision.safetensors").write_bytes(b"")
+    assert cli_main(["train", "--data", str(data), "--out", str(tmp_path / "b1"), "--stage", "1",
+                     "--stage1-init", str(broken), *COMMON]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be used" in err and err.count("\n") == 1 and not (tmp_path / "b1").exists()
+    assert cli_main(["train", "--data", str(data), "--out", str(tmp_path / "b2"), "--init-from", str(base / "model"),
+                     "--vision-weights", str(broken / "vision.safetensors"), "--steps", "1", *common]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be read" in err and err.count("\n") == 1 and not (tmp_path / "b2").exists()

@@ -127,7 +127,12 @@ def main(argv=None) -> int:
             print(f"learning_curve: {weights} does not exist; finish that stage 1 first.", file=sys.stderr)
             return 2
         from .report import format_table
-        print(format_table(score(weights, 0, args)))
+        from .run import TrainError
+        try:
+            print(format_table(score(weights, 0, args)))
+        except TrainError as err:
+            print(f"learning_curve: {err}", file=sys.stderr)
+            return 2
         return 0
     if not (args.data and args.sizes and args.out):
         print("learning_curve: give --data, --sizes and --out (or --probe STAGE1_DIR).", file=sys.stderr)

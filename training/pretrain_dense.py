@@ -328,7 +328,12 @@ def load_dense_model(stage1_dir, config):
         if not path.is_file():
             raise TrainError(f"{path} does not exist; finish stage 1 first (`ig_llm train --stage 1 --resume`).")
         prefix = "visual." if part is model.visual else "heads."
-        part.load_state_dict({k[len(prefix):]: v for k, v in load_file(str(path)).items()})
+        try:
+            part.load_state_dict({k[len(prefix):]: v for k, v in load_file(str(path)).items()})
+        except Exception as err:   # safetensors' own error types, or tensors of another tower
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise TrainError(f"{path} cannot be used ({first}); run that stage 1 again, or use the "
+                             "--preset/--set it was trained with.") from None
     return model.eval()
 
 
@@ -379,11 +384,7 @@ def run_dense_stage1(args, config) -> Path | None:
     seed_all(args.seed)
     model = build_dense_model(config).to(device)
     if args.stage1_init:        # continue from a finished tower (a resume then overwrites it)
-        try:
-            model.load_state_dict(load_dense_model(args.stage1_init, config).state_dict())
-        except RuntimeError as err:
-            raise TrainError(f"--stage1-init {args.stage1_init} does not fit this tower "
-                             f"({str(err).splitlines()[0]}); use the --preset/--set it was trained with.") from None
+        model.load_state_dict(load_dense_model(args.stage1_init, config).state_dict())
     steps, bsz = args.stage1_steps, args.stage1_batch_size
     warmup = max(1, int(round(0.05 * steps)))
     opt = torch.optim.AdamW(model.parameters(), lr=args.stage1_lr, weight_decay=1e-4)

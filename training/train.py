@@ -405,7 +405,7 @@ def train_program(args) -> Path:
                                  f"a {config.vision_model} tower: drop --vision-weights.")
             try:
                 model.vision.load_stage1_weights(args.vision_weights)
-            except UserError as err:
+            except (UserError, ValueError) as err:      # VisionWeightsError: missing, unreadable, ill-fitting
                 raise TrainError(f"--vision-weights: {err}") from None
             config.vision_weights = str(Path(args.vision_weights).resolve())
     else:
