@@ -134,19 +134,8 @@ def train_argv(run: Path, data: Path, numbers: str, domain: str, args, seed: int
 def train_tower(out: Path, data: Path, domain: str, args) -> Path:
     """2d's dense stage 1 into ``OUT/stage1`` (resumed or skipped); returns its vision weights."""
     run = out / "stage1"
-    weights = run / "stage1" / "vision.safetensors"
-    argv = stage1_argv(run, data, domain, args)
-    check_recipe(run, argv)
-    if not weights.is_file():
-        from ..cli import command_parser
-        argv = argv + (["--threads", str(args.threads)] if args.threads else [])
-        print(f"[experiment] ig_llm {' '.join(argv)}", flush=True)
-        parser, module = command_parser("train")
-        module.main(parser.parse_args(argv[1:]))
-        if not weights.is_file():
-            raise ExperimentError(f"Stage 1 in {run} stopped before its tower was written; rerun the same command "
-                                  "to resume.")
-    return weights
+    return run_train(run, stage1_argv(run, data, domain, args), run / "stage1" / "vision.safetensors",
+                     "its tower", args.threads)
 
 
 # ---------------------------------------------------------------------------------------
@@ -185,20 +174,25 @@ def check_recipe(run: Path, argv: list[str]) -> None:
         write_json(path, argv)
 
 
-def train_variant(run: Path, argv: list[str], threads: int | None = None) -> Path:
-    """Train (or resume, or skip) one run in process; returns its model folder."""
-    model = run / "model"
+def run_train(run: Path, argv: list[str], product: Path, what: str, threads: int | None = None) -> Path:
+    """Run one resumable ``ig_llm train`` line in process unless `product` exists; returns it.
+    A run folder is reused only for the same line (check_recipe)."""
     check_recipe(run, argv)
-    if not (model / "config.json").is_file():
+    if not product.is_file():
         from ..cli import command_parser
         argv = argv + (["--threads", str(threads)] if threads else [])   # speed only: not in the recipe
         print(f"[experiment] ig_llm {' '.join(argv)}", flush=True)
         parser, module = command_parser("train")
         module.main(parser.parse_args(argv[1:]))
-        if not (model / "config.json").is_file():
-            raise ExperimentError(f"Training {run} stopped before its model was written; rerun the same command "
+        if not product.is_file():
+            raise ExperimentError(f"Training {run} stopped before {what} was written; rerun the same command "
                                   "to resume.")
-    return model
+    return product
+
+
+def train_variant(run: Path, argv: list[str], threads: int | None = None) -> Path:
+    """Train (or resume, or skip) one run in process; returns its model folder."""
+    return run_train(run, argv, run / "model" / "config.json", "its model", threads).parent
 
 
 def predict_set(model: Path, dataset: Path, out: Path) -> None:

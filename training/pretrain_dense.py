@@ -156,10 +156,14 @@ class DenseDataset:
         from .dataset import SceneDataset
         self.images = SceneDataset(source, dims, cache=True, workers=workers, raw=True, index_maps=keep_index)
         yiq = colour_yiq(domain)
-        # the dot's targets come from its label alone (task renders keep no index map)
-        self.targets = [dense_targets(source.record(i), self.images.scenes[i],
-                                      None if domain.kind == "dot2d" else source.index_map(i), dims,
-                                      domain, yiq, max_objects) for i in range(len(source))]
+
+        def index(i):   # read once: the maps SceneDataset kept, else from the source
+            if domain.kind == "dot2d":      # the dot's targets come from its label (no index map)
+                return None
+            return self.images.index[i] if self.images.index is not None else source.index_map(i)
+
+        self.targets = [dense_targets(source.record(i), self.images.scenes[i], index(i), dims, domain, yiq,
+                                      max_objects) for i in range(len(source))]
 
     def __len__(self) -> int:
         return len(self.targets)
