@@ -35,12 +35,15 @@ def test_experiment_end_to_end_then_nothing_again(name, tmp_path, capsys):
     for label, numbers, domain in et.variants(name):
         config = json.loads((tmp_path / "w" / f"{label}_s0" / "model" / "config.json").read_text())
         cfg = config["config"]
-        # 2d: a dense stage-1 tower, frozen in stage 2; so3: the tower trained in stage 2
-        assert (cfg["domain"], cfg["numbers"], cfg["freeze_vision"]) == (domain, numbers, name == "2d")
+        # both: the experiment's dense stage-1 tower, frozen in stage 2
+        assert (cfg["domain"], cfg["numbers"], cfg["freeze_vision"]) == (domain, numbers, True)
         assert (cfg["image_size"], cfg["image_height"]) == (et.IMAGE_SIZE, et.IMAGE_SIZE)
     sets = {"2d": ("test", "heldout"), "so3": ("test", "ood")}[name]
     assert {p.name for p in (tmp_path / "w" / "data").iterdir()} == {"train", *sets}
-    assert (tmp_path / "w" / "stage1" / "stage1" / "vision.safetensors").is_file() == (name == "2d")
+    tower = tmp_path / "w" / "stage1" / "stage1" / "vision.safetensors"
+    assert tower.is_file()
+    assert all(json.loads((tmp_path / "w" / f"{v[0]}_s0" / "model" / "config.json").read_text())["config"]
+               ["vision_weights"] == str(tower) for v in et.variants(name))
     if name == "2d":
         png = tmp_path / "r" / "error_map.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -83,11 +86,12 @@ def test_cogent_still_needs_its_folders(tmp_path, capsys):
 
 def test_pure_parts():
     args = Namespace(image_size=128, steps=5, batch_size=4, train_count=7, stage1_steps=9)
-    argv = et.train_argv(Path("run"), Path("data"), "char", "so3:6d", args, seed=3)
-    assert "--train-vision" in argv and argv[argv.index("--limit") + 1] == "7"
+    argv = et.train_argv(Path("run"), Path("data"), "char", "so3:6d", args, seed=3, tower=Path("t.safetensors"))
+    assert argv[argv.index("--limit") + 1] == "7"
     assert 'domain="so3:6d"' in argv and "image_height=128" in argv and argv[argv.index("--seed") + 1] == "3"
     assert [v[2] for v in et.variants("so3", ["aa"])] == ["so3:aa", "so3:aa"]
-    # 2d: a frozen, whitened stage-1 tower instead of --train-vision
+    # a frozen, whitened stage-1 tower, never --train-vision
+    assert "--train-vision" not in argv and argv[argv.index("--vision-weights") + 1] == "t.safetensors"
     argv = et.train_argv(Path("run"), Path("data"), "head", "2d", args, seed=0, tower=Path("t.safetensors"))
     assert "--train-vision" not in argv and argv[argv.index("--vision-weights") + 1] == "t.safetensors"
     assert "--whiten-features" in argv

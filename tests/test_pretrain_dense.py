@@ -1,4 +1,4 @@
-"""Stage 1 of the conv tower: dense targets from a hand-made mask, the hue-rotation
+"""Stage 1 of the conv tower: dense targets from a hand-made mask (and a dot, and a pose), the hue-rotation
 augmentation, resume == uninterrupted, and condition B unreachable from training."""
 import json
 import math
@@ -42,6 +42,34 @@ def test_dot_targets_own_the_centre_cell_and_hold_the_canvas_position():
     # 0.30 * 128 = 38.4 px -> column 4; 0.80 * 128 = 102.4 px -> row 12 of the 16 x 16 grid
     assert owner.shape == (16, 16) and owner.sum() == 1 and owner[12, 4] == 1 and heat[12, 4] == 1.0
     assert rows[1, 6:8].tolist() == pytest.approx([-0.4, 0.6]) and not rows[1, :6].any()
+
+
+def test_pose_targets_are_the_rotation_6d_read_from_the_pooled_grid():
+    """so3: no cells, no heat; object 1's row holds the matrix's first two rows; the loss
+    compares the grid's mean with them, and the probe turns that mean back into the matrix."""
+    from ig_llm.model.presets import make_config
+    from ig_llm.scene.rotations import as_tuple, euler_xyz_to_matrix, geodesic_deg
+    from ig_llm.scene.task_program import PoseObject
+    from ig_llm.training.pretrain_dense import build_dense_model, dense_loss, probe_scenes
+    domain = load_domain("so3")
+    m = euler_xyz_to_matrix((0.3, -1.1, 2.0))
+    scene = Scene([PoseObject("tripod", as_tuple(m))])
+    owner, heat, rows = dense_targets({"objects": [{}]}, scene, None, (128, 128), domain, colour_yiq(domain), 1)
+    assert owner.shape == (16, 16) and not owner.any() and not heat.any()
+    assert rows[1, :6].tolist() == pytest.approx(m[:2].ravel().tolist()) and not rows[1, 6:].any()
+    config = make_config("tiny", domain="so3", max_objects=1, image_size=128, image_height=128)
+    model = build_dense_model(config)
+    assert model.heads.out_channels == 6
+    # a head output that is the target everywhere but one cell, whose deviation the mean spreads
+    out = {"rotation": torch.tensor(rows[1, :6]).view(1, 6, 1, 1).repeat(2, 1, 16, 16)}
+    out["rotation"][1, :, 0, 0] += 256.0 * 0.1                  # mean moves by 0.1 on every channel
+    batch = {"owner": torch.from_numpy(np.stack([owner, owner]).astype(np.int64)),
+             "objects": torch.from_numpy(np.stack([rows, rows]))}
+    loss, parts = dense_loss(out, batch)
+    assert float(loss) == pytest.approx(0.01 / 2, rel=1e-4) and list(parts) == ["rotation"]
+    decoded = probe_scenes(out, domain, {})
+    assert geodesic_deg(decoded[0].objects[0].matrix, m) == pytest.approx(0.0, abs=1e-3)
+    assert geodesic_deg(decoded[1].objects[0].matrix, m) > 1.0
 
 
 def test_centre_heatmap_peaks_and_object_rows():

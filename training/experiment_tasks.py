@@ -18,12 +18,13 @@ kill continues where it stopped and a finished experiment only rewrites its tabl
   in-distribution test set and on the held-out ball (OOD). One render serves all eight
   runs: labels hold the rotation matrix and each model formats it in its own domain.
 
-Deviation from the paper, on purpose: no pre-trained CLIP exists here. For ``2d`` the conv
-tower gets its own dense stage 1 first (``OUT/stage1``: a centre heat-map and the dot's
-canvas position at its cell, from the labels; ``STAGE1_STEPS`` steps), then stays frozen in
-stage 2 with whitened tokens, as for CLEVR. ``so3`` has no dense targets yet, so its tower
-is trained in stage 2 (``--train-vision``). Input size: ``IMAGE_SIZE`` square (the renders
-are 336 x 336).
+Deviation from the paper, on purpose: no pre-trained CLIP exists here. So each experiment's
+conv tower gets its own stage 1 first (``OUT/stage1``, ``--stage1-steps``, from the labels:
+for ``2d`` a centre heat-map and the dot's canvas position at its cell; for ``so3`` the
+rotation's 6D read from the pooled grid — training/pretrain_dense.py), then stays frozen in
+stage 2 with whitened tokens, as for CLEVR. Every variant of an experiment shares that one
+tower, so the table compares only what stage 2 changes. Input size: ``IMAGE_SIZE`` square
+(the renders are 336 x 336).
 """
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ DATASETS = {
 DEFAULTS = {"2d": dict(train_count=1000, test_count=250, steps=300, batch_size=32),
             "so3": dict(train_count=800, test_count=200, steps=100, batch_size=32)}
 LR = 1e-3            # small model trained from scratch, tower included: higher than train's default
-STAGE1_STEPS = 600   # 2d: dense stage-1 steps x 32 for its frozen tower (a few CPU-minutes at 128 px)
+STAGE1_STEPS = 600   # dense stage-1 steps x 32 for the frozen tower (a few CPU-minutes at 128 px)
 SAVE_EVERY = 100     # a killed run loses at most this many steps
 
 
@@ -112,19 +113,18 @@ def _sets(domain: str, args) -> list[str]:
 
 
 def stage1_argv(run: Path, data: Path, domain: str, args) -> list[str]:
-    """The resumable dense stage-1 line of a task's frozen tower (2d), seed 0, no hue rotation."""
+    """The resumable dense stage-1 line of a task's frozen tower, seed 0, no hue rotation."""
     return ["train", "--data", str(data), "--out", str(run), "--stage", "1", "--stage1-steps", str(args.stage1_steps),
             "--stage1-batch-size", str(args.batch_size), "--stage1-lr", "2e-3", "--hue-prob", "0",
             "--seed", "0", "--limit", str(args.train_count), "--workers", "0", "--save-every", str(SAVE_EVERY),
             "--quiet", "--resume"] + _sets(domain, args)
 
 
-def train_argv(run: Path, data: Path, numbers: str, domain: str, args, seed: int,
-               tower: Path | None = None) -> list[str]:
-    """The resumable ``ig_llm train`` line of one variant: stage 2 on a frozen, whitened
-    `tower` (stage-1 weights), or with the tower trained too when there is none."""
-    vision = ["--vision-weights", str(tower), "--whiten-features"] if tower else ["--train-vision"]
-    argv = ["train", "--data", str(data), "--out", str(run), "--numbers", numbers, *vision,
+def train_argv(run: Path, data: Path, numbers: str, domain: str, args, seed: int, tower: Path) -> list[str]:
+    """The resumable ``ig_llm train`` line of one variant: stage 2 on the frozen, whitened
+    `tower` (the experiment's stage-1 weights)."""
+    argv = ["train", "--data", str(data), "--out", str(run), "--numbers", numbers,
+            "--vision-weights", str(tower), "--whiten-features",
             "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(LR),
             "--seed", str(seed), "--limit", str(args.train_count), "--workers", "0", "--cache-images",
             "--save-every", str(SAVE_EVERY), "--quiet", "--resume"]
@@ -132,7 +132,8 @@ def train_argv(run: Path, data: Path, numbers: str, domain: str, args, seed: int
 
 
 def train_tower(out: Path, data: Path, domain: str, args) -> Path:
-    """2d's dense stage 1 into ``OUT/stage1`` (resumed or skipped); returns its vision weights."""
+    """The experiment's dense stage 1 into ``OUT/stage1`` (resumed or skipped); returns its
+    vision weights."""
     run = out / "stage1"
     return run_train(run, stage1_argv(run, data, domain, args), run / "stage1" / "vision.safetensors",
                      "its tower", args.threads)
@@ -322,7 +323,7 @@ def run_task_experiment(name: str, args) -> dict:
     rows, per_seed_rows, points = {}, {}, {}
     cells = _cells()
     truth_test = load_scene_records(folders["test"] / "scenes.json") if name == "2d" else None
-    tower = train_tower(out, folders["train"], name, args) if name == "2d" else None
+    tower = train_tower(out, folders["train"], name, args)
     for label, numbers, domain in variants(name, reps):
         per_seed = []
         for seed in args.seeds:
@@ -361,7 +362,7 @@ def add_size_arguments(parser) -> None:
     g.add_argument("--batch-size", type=int, help="training batch (default %d)" % DEFAULTS["2d"]["batch_size"])
     g.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds, one run each (default 0)")
     g.add_argument("--stage1-steps", type=int, default=STAGE1_STEPS,
-                   help=f"2d: dense stage-1 steps of its frozen tower (default {STAGE1_STEPS})")
+                   help=f"stage-1 steps of the experiment's frozen tower (default {STAGE1_STEPS})")
     g.add_argument("--image-size", type=int, default=IMAGE_SIZE, help=f"square model input (default {IMAGE_SIZE})")
     g.add_argument("--representations", nargs="+", choices=REPRESENTATIONS,
                    help="so3: the representations to run (default all four)")
@@ -386,8 +387,8 @@ def main(name: str, args) -> int:
                      "OOD = inside it"}[name]
     text = (f"# {title}\n\n{s['train_count']} training renders, {s['test_count']} per test set, "
             f"{s['steps']} steps x {s['batch_size']}, seeds {s['seeds']}, {s['image_size']} px input, "
-            + ("tower from a dense stage 1 on the same renders, frozen and whitened in stage 2"
-               if name == "2d" else "tower trained in stage 2") + " (no frozen CLIP: see docs/experiments.md).\n"
+            + f"tower from a {s['stage1_steps']}-step stage 1 on the same renders, frozen and whitened in stage 2"
+            + " (no frozen CLIP: see docs/experiments.md).\n"
             f"Metric: {metric}.\nCommand: `{command_line(name, args)}`\n\n"
             + markdown_table(name, result["rows"]))
     if name == "2d":
@@ -406,7 +407,7 @@ def command_line(name: str, args) -> str:
              f"--batch-size {args.batch_size} --seeds {' '.join(map(str, args.seeds))}"]
     if args.image_size != IMAGE_SIZE:
         parts.append(f"--image-size {args.image_size}")
-    if name == "2d" and args.stage1_steps != STAGE1_STEPS:
+    if args.stage1_steps != STAGE1_STEPS:
         parts.append(f"--stage1-steps {args.stage1_steps}")
     if name == "so3" and args.representations:
         parts.append("--representations " + " ".join(args.representations))

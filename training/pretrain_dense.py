@@ -14,6 +14,12 @@ pass (``DIR/index/*.npz``) and its label. On the tower's stride-8 grid (16x24 ce
 The heads are one 1x1 convolution: whatever they read is linearly in the features the
 LM gets. They are a pre-training device only; stage 2 drops them.
 
+Task domains (docs/experiments.md). The 2D dot: the heat-map and its canvas position at
+the cell holding its centre, both from the label. The SO(3) pose (one object at the
+origin, always in view): its rotation as the matrix's first two rows (the continuous 6D
+of Zhou et al.), read from the *mean* of the head over the grid — a linear read-out of the
+pooled features, since the whole image shows one pose; no heat-map (always one object).
+
 CoGenT without the shortcut. Condition A ties shape to colour (cubes are never red), and
 dense supervision on A alone learns that tie completely. So every image is hue-rotated
 with probability ``HUE_PROB`` by a random angle — a rotation of the chroma plane of YIQ,
@@ -51,9 +57,16 @@ PEAK_THRESHOLD = 0.3       # probe decoding: a heat peak above this is an object
 RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 YIQ_TO_RGB = np.linalg.inv(RGB_TO_YIQ)
 HEADS = (("heat", 1), ("shape", 3), ("material", 2), ("size", 2), ("colour", 3), ("ground", 2), ("yaw", 2))
+POSE_HEADS = (("rotation", 6),)     # so3: the 6D of the rotation matrix, from the pooled grid
 # per-object target row: shape, material, size ids, Y I Q, ground x y, cos 4θ, sin 4θ, is-cube
+# (a pose: fields 0-5 hold the matrix's first two rows instead)
 OBJ_FIELDS = 11
 HEADS_FILE = "heads.safetensors"    # the dense heads, kept for probing (learning_curve.py, baseline.py)
+
+
+def heads_for(domain) -> tuple:
+    """The dense heads a domain trains: the object heads, or the pooled pose head."""
+    return POSE_HEADS if domain.kind == "pose" else HEADS
 
 
 def hue_matrix(angle: float) -> np.ndarray:
@@ -115,6 +128,10 @@ def object_rows(scene, domain, yiq: dict, max_objects: int) -> np.ndarray:
     """[max_objects + 1, OBJ_FIELDS]: row k = object k (1-based, label order); row 0 unused."""
     rows = np.zeros((max_objects + 1, OBJ_FIELDS), dtype=np.float32)
     for k, o in enumerate(scene.objects[:max_objects], start=1):
+        if domain.kind == "pose":       # the rotation's 6D (scene/rotations.py), unique and continuous
+            from ..scene.rotations import matrix_to_sixd
+            rows[k, 0:6] = matrix_to_sixd(o.matrix)
+            continue
         if domain.kind == "dot2d":      # the dot: only its canvas position, as ground in [-1, 1]
             rows[k, 6:8] = [2.0 * o.x - 1.0, 2.0 * o.y - 1.0]
             continue
@@ -132,6 +149,9 @@ def dense_targets(record: dict, scene, index: np.ndarray | None, dims: tuple[int
     w, h = dims
     n = min(len(scene.objects), max_objects)
     rows = object_rows(scene, domain, yiq, max_objects)
+    if domain.kind == "pose":           # one pose per image, read from the pooled grid: no cells
+        grid = (h // STRIDE, w // STRIDE)
+        return np.zeros(grid, dtype=np.uint8), np.zeros(grid, dtype=np.float32), rows
     if domain.kind == "dot2d":
         # a 5-px dot shrinks to a few pixels at tower size, too few to own a cell by area:
         # its centre's cell owns it (canvas units -> pixels: x right, y down); no index map
@@ -158,7 +178,7 @@ class DenseDataset:
         yiq = colour_yiq(domain)
 
         def index(i):   # read once: the maps SceneDataset kept, else from the source
-            if domain.kind == "dot2d":      # the dot's targets come from its label (no index map)
+            if domain.kind in ("dot2d", "pose"):   # task targets come from the label (no index map)
                 return None
             return self.images.index[i] if self.images.index is not None else source.index_map(i)
 
@@ -183,6 +203,8 @@ class DenseCollator:
     def __init__(self, seed: int, hue_prob: float = HUE_PROB, recolour: float = 0.0, domain=None):
         from .recolour import palette_linear
         self.seed, self.hue_prob, self.recolour = seed, hue_prob, recolour
+        # a pose's rows hold its rotation, not a colour: a hue rotation leaves them alone
+        self.colour_rows = domain is None or domain.kind != "pose"
         self.palette = palette_linear(domain) if recolour > 0 else None
         self.yiq = colour_yiq(domain) if recolour > 0 else None
 
@@ -205,7 +227,8 @@ class DenseCollator:
                 angle = rng.uniform(0.0, 2.0 * math.pi)
                 m = torch.tensor(hue_matrix(angle), dtype=torch.float32)
                 x = (m @ x.reshape(3, -1)).reshape(x.shape).clamp(0.0, 1.0)
-                rows[:, 3:6] = rotate_chroma(rows[:, 3:6], angle)
+                if self.colour_rows:
+                    rows[:, 3:6] = rotate_chroma(rows[:, 3:6], angle)
             pixels.append(x)
             owners.append(torch.from_numpy(owner.astype(np.int64)))
             heats.append(torch.from_numpy(heat))
@@ -224,16 +247,18 @@ def build_dense_model(config):
     import torch
     from torch import nn
     from ..model.vision import ConvTower
+    from ..scene.domain import load_domain
+    heads = heads_for(load_domain(config.domain))
 
     class DenseModel(nn.Module):
         def __init__(self):
             super().__init__()
             self.visual = ConvTower(config)
-            self.heads = nn.Conv2d(self.visual.channels, sum(c for _, c in HEADS), 1)
+            self.heads = nn.Conv2d(self.visual.channels, sum(c for _, c in heads), 1)
 
         def forward(self, pixel_values):
             out = self.heads(self.visual.features(pixel_values))
-            return dict(zip([n for n, _ in HEADS], torch.split(out, [c for _, c in HEADS], dim=1)))
+            return dict(zip([n for n, _ in heads], torch.split(out, [c for _, c in heads], dim=1)))
 
     return DenseModel()
 
@@ -253,6 +278,9 @@ def dense_loss(out: dict, batch: dict) -> tuple:
     import torch
     import torch.nn.functional as F
     owner, objs = batch["owner"], batch["objects"]               # [B, h, w], [B, K+1, F]
+    if "rotation" in out:       # a pose: the grid's mean against object 1's 6D
+        loss = F.mse_loss(out["rotation"].mean(dim=(2, 3)), objs[:, 1, 0:6])
+        return loss, {"rotation": float(loss.detach())}
     b = owner.shape[0]
     cell = torch.gather(objs, 1, owner.view(b, -1, 1).expand(-1, -1, OBJ_FIELDS))  # [B, h*w, F]
     mask = owner.view(b, -1) > 0
@@ -279,10 +307,17 @@ def dense_loss(out: dict, batch: dict) -> tuple:
 # probe: decode the heads directly (a quick read-out of what the tower sees; not the product)
 # ---------------------------------------------------------------------------------------
 def probe_scenes(out: dict, domain, yiq: dict) -> list:
-    """Heads -> Scenes: every 3x3-local heat maximum above PEAK_THRESHOLD is one object."""
+    """Heads -> Scenes: every 3x3-local heat maximum above PEAK_THRESHOLD is one object
+    (a pose: its one object under the rotation the pooled head reads)."""
     import torch
     import torch.nn.functional as F
     from ..scene.program import Scene, SceneObject
+    if "rotation" in out:
+        from ..scene.rotations import as_tuple, sixd_to_matrix
+        from ..scene.task_program import PoseObject
+        shape = domain.values("shape")[0]
+        return [Scene([PoseObject(shape, as_tuple(sixd_to_matrix(v)))])
+                for v in out["rotation"].mean(dim=(2, 3)).tolist()]
     heat = torch.sigmoid(out["heat"][:, 0])
     peaks = (heat == F.max_pool2d(heat[:, None], 3, 1, 1)[:, 0]) & (heat > PEAK_THRESHOLD)
     names = {a: domain.values(a) for a in ("shape", "material", "size")}
@@ -375,9 +410,6 @@ def run_dense_stage1(args, config) -> Path | None:
         return out_file
 
     domain = load_domain(config.domain)
-    if domain.kind == "pose":
-        raise TrainError(f"The {domain.name} domain has no dense stage-1 targets; train its tower in stage 2 "
-                         "(--train-vision) instead.")
     if args.recolour > 0:
         from .recolour import check_recolour
         try:
