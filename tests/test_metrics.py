@@ -136,3 +136,46 @@ def test_markdown_tables():
     assert "| count_acc | 100.0 % | 100.0 % |" in md and "| l2 | 0.100 | 0.100 |" in md
     tab = ablation_table({"default": {"A": s, "A_480": s}, "char numbers": {"A": s}})
     assert tab.count("\n| ") == 2 and "A_480" not in tab   # 2 rows under the header; 480 sets left out
+
+
+def test_count_diagnosis_by_hand(tmp_path, capsys):
+    """tools/count_errors.py: a missed object the probe found, a missed one nobody found, a
+    duplicate and a phantom extra; l2 split by counted right / wrong and per axis."""
+    from ig_llm.tools.count_errors import diagnose, main as count_errors_main
+
+    def rec(name, scene, visible=None):
+        r = scene_to_clevr(scene, image_filename=name)
+        r.update(width=10, height=10)
+        for o, v in zip(r["objects"], visible or []):
+            o["visible_pixels"] = v
+        return r
+
+    right_t = Scene([obj("cube", 0, 0), obj("sphere", 2, 0)])
+    right_p = Scene([obj("cube", 0.3, 0), obj("sphere", 2, 0.4)])            # l2 (0.3 + 0.4) / 2
+    under_t = Scene([obj("cube", 0, 0), obj("cube", 3, 0), obj("cube", -3, 0)])
+    under_p = Scene([obj("cube", 0, 0.1)])                                   # misses (3, 0) and (-3, 0)
+    over_t = Scene([obj("cube", 0, 0)])
+    over_p = Scene([obj("cube", 0, 0), obj("cube", 0.2, 0), obj("cube", -2, 2)])   # a duplicate, a phantom
+    truth = [rec("a.png", right_t), rec("b.png", under_t, [50, 3, 1]), rec("c.png", over_t)]
+    preds = {r["image_filename"]: r for r in (rec("a.png", right_p), rec("b.png", under_p), rec("c.png", over_p))}
+    probes = [right_p, Scene([obj("cube", 0, 0), obj("cube", 3.2, 0)]), over_t]   # the probe saw (3, 0) only
+    out = diagnose(truth, preds, probes)
+    assert (out["scenes_counted_right"], out["scenes_counted_wrong"]) == (1, 2)
+    assert out["l2_counted_right"] == pytest.approx(0.35)
+    assert out["l2_counted_wrong"] == pytest.approx((0.1 + 0.0) / 2)
+    assert out["abs_err_x"] == pytest.approx(0.3 / 4) and out["abs_err_y"] == pytest.approx(0.5 / 4)
+    assert out["missed_objects"] == 2 and out["missed_probe_saw"] == 1
+    assert sorted(m["visible_pixels"] for m in out["missed"]) == [1, 3]
+    assert out["missed_median_visible_share"] == pytest.approx(0.02)
+    assert out["extra_objects"] == 2 and out["extra_duplicates"] == 1
+    assert diagnose(truth, preds, None)["missed_probe_saw"] is None
+    # the command: a prediction file that lacks an image ends in one sentence
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    (ds / "scenes.json").write_text(json.dumps({"scenes": truth}))
+    (tmp_path / "p.json").write_text(json.dumps({"scenes": [preds["a.png"]]}))
+    assert count_errors_main([str(ds), str(tmp_path / "p.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "has no prediction for 2 image(s)" in err
+    assert count_errors_main([str(ds), str(tmp_path / "p.json"), "--subset"]) == 0
+    assert "scenes_counted_right             1" in capsys.readouterr().out
