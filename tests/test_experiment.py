@@ -32,16 +32,20 @@ def test_cogent_table_and_resume(sets, tmp_path, capsys):
         assert row["valA"]["scenes"] == 5
     table = (results / "table.md").read_text()
     assert all(name in table for name in BASELINES) and "| valA |" in table
-    # both baselines are real stage-1 runs, with and without hue rotation
-    hues = [json.loads((out / f"baseline{i}" / "stage1" / "stage1.json").read_text())["hue_prob"]
-            for i in range(len(BASELINES))]
-    assert hues[0] == 0.0 and hues[1] > 0
+    # the baselines are real stage-1 runs: no augmentation, hue rotation, hue rotation + recolouring
+    runs = [json.loads((out / f"baseline{i}" / "stage1" / "stage1.json").read_text()) for i in range(len(BASELINES))]
+    assert [(r["hue_prob"] > 0, r["recolour"] > 0) for r in runs] == [(False, False), (True, False), (True, True)]
     # a rerun trains and predicts nothing again
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.predictions.json")}
-    assert len(stamps) == 3
+    assert len(stamps) == 4
     assert cli_main(argv) == 0
     assert stamps == {p: p.stat().st_mtime_ns for p in out.rglob("*.predictions.json")}
     assert "[experiment]" not in capsys.readouterr().out.split("# CoGenT")[-1]
+    # another shipped model (other weights under the same path) is predicted again, the baselines are not
+    (out / "igllm" / "model.txt").write_text("the weights of an older model\n")
+    assert cli_main(argv) == 0
+    again = {p: p.stat().st_mtime_ns for p in out.rglob("*.predictions.json")}
+    assert [p.parent.name for p in again if again[p] != stamps[p]] == ["igllm"]
 
 
 def test_baseline_file_scores_like_its_decoding(sets, tmp_path):

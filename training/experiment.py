@@ -6,10 +6,12 @@
 ``cogent`` — compositional generalisation: IG-LLM (the model folder given) next to an
 NS-VQA-style per-object parser (training/baseline.py) trained on the same condition-A
 renders, both scored by the same evaluator on held-out condition-A and condition-B sets.
-The baseline is trained twice: as NS-VQA was (no colour augmentation) and with the hue
-rotation the IG-LLM tower's pre-training uses, so the table separates "language model vs
-per-object parser" from "augmentation vs none". Every step skips what already exists in
-``--out`` (stage-1 runs resume), so a rerun only does what is missing.
+The baseline is trained three times: as NS-VQA was (no colour augmentation), with the hue
+rotation of the IG-LLM tower's first stage 1, and with hue rotation + per-object recolouring
+(what the shipped tower and LM saw), so the table separates "language model vs per-object
+parser" from "augmentation vs none". Every step skips what already exists in ``--out``
+(stage-1 runs resume; IG-LLM's predictions are redone when the model's weights changed),
+so a rerun only does what is missing.
 
 ``2d`` and ``so3`` — parameter-space generalisation (numeric head vs characters; the four
 rotation representations): training/experiment_tasks.py.
@@ -22,8 +24,10 @@ from pathlib import Path
 from ..atomic import check_output, write_json, write_text
 from ..errors import UserError
 
-# baseline variant -> stage-1 hue-rotation share (0: as NS-VQA was trained; None: the tower's default)
-BASELINES = {"NS-VQA-style": 0.0, "NS-VQA-style + hue rotation": None}
+# baseline variant -> (stage-1 hue-rotation share, recolouring share); hue 0: as NS-VQA was
+# trained, None: the tower's default; recolouring as train-default's (RECIPE["recolour"])
+BASELINES = {"NS-VQA-style": (0.0, 0.0), "NS-VQA-style + hue rotation": (None, 0.0),
+             "NS-VQA-style + hue rotation + recolouring": (None, "recipe")}
 EXPERIMENTS = ("cogent", "2d", "so3")
 
 
@@ -51,20 +55,42 @@ def _stage1_dir(run: Path) -> Path:
     return run / "stage1"
 
 
-def train_baseline(run: Path, args, hue_prob) -> Path:
+def train_baseline(run: Path, args, augment: tuple) -> Path:
     """Train (or resume, or skip) one baseline variant; returns its stage-1 folder."""
     from .pretrain_dense import stage1_command
     from .run import VISION_FILE
     from .train_default import RECIPE
+    hue_prob, recolour = augment
     if not (_stage1_dir(run) / VISION_FILE).is_file():
         cmd = stage1_command(run, args.data, steps=args.steps or RECIPE["stage1_steps"],
                              batch_size=RECIPE["stage1_batch_size"], lr=RECIPE["stage1_lr"], seed=args.seed,
-                             hue_prob=hue_prob, limit=RECIPE["first_count"])   # the default's stage-1 data
+                             hue_prob=hue_prob, recolour=RECIPE["recolour"] if recolour == "recipe" else recolour,
+                             limit=RECIPE["first_count"])   # the default's stage-1 data
         print(f"[experiment] {' '.join(cmd)}", flush=True)
         if subprocess.call(cmd) != 0:
             raise ExperimentError(f"Training the baseline in {run} failed (see above); fix the cause and rerun "
                                   "the same command to resume.")
     return _stage1_dir(run)
+
+
+def weights_fingerprint(model_dir) -> str:
+    """sha256 of a model folder's weights: the shipped default changes under one path."""
+    import hashlib
+    from ..model.inference import DEFAULT_MODEL_DIR
+    digest = hashlib.sha256()
+    with open(Path(model_dir or DEFAULT_MODEL_DIR) / "model.safetensors", "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def forget_other_models(folder: Path, model_dir) -> None:
+    """Delete `folder`'s predictions when another model made them (``folder/model.txt``)."""
+    stamp, now = folder / "model.txt", weights_fingerprint(model_dir)
+    if not stamp.is_file() or stamp.read_text().strip() != now:
+        for old in folder.glob("*.predictions.json"):
+            old.unlink()
+        write_text(stamp, now + "\n")
 
 
 def igllm_predictions(model_dir, dataset: str, out: Path) -> None:
@@ -94,12 +120,14 @@ def run_cogent(args) -> dict:
     rows: dict[str, dict] = {}
     model_name = f"IG-LLM ({Path(args.model).name if args.model else 'shipped default'})"
     predictors = {model_name: (out / "igllm", lambda val, dst: igllm_predictions(args.model, val, dst))}
-    for i, (name, hue) in enumerate(BASELINES.items()):
+    for i, (name, augment) in enumerate(BASELINES.items()):
         run = out / f"baseline{i}"
-        predictors[name] = (run, lambda val, dst, run=run, hue=hue:
-                            predict_baseline(train_baseline(run, args, hue), val, dst))
+        predictors[name] = (run, lambda val, dst, run=run, augment=augment:
+                            predict_baseline(train_baseline(run, args, augment), val, dst))
     for name, (folder, predict) in predictors.items():
         folder.mkdir(parents=True, exist_ok=True)
+        if folder == out / "igllm":
+            forget_other_models(folder, args.model)
         rows[name] = {}
         for val in args.val:
             set_name = Path(val).name

@@ -377,8 +377,8 @@ def load_dense_model(stage1_dir, config):
 
 
 def stage1_command(run_dir, data, *, steps: int, batch_size: int = 32, lr: float = 2e-3, seed: int = 0,
-                   hue_prob: float | None = None, limit: int | None = None, preset: str = "tiny",
-                   sets=()) -> list[str]:
+                   hue_prob: float | None = None, recolour: float = 0.0, limit: int | None = None,
+                   preset: str = "tiny", sets=()) -> list[str]:
     """The resumable ``ig_llm train --stage 1`` command line for a dense tower in `run_dir`."""
     cmd = [sys.executable, "-m", "ig_llm", "train", "--data", *map(str, data), "--out", str(run_dir),
            "--stage", "1", "--stage1-steps", str(steps), "--stage1-batch-size", str(batch_size),
@@ -388,6 +388,8 @@ def stage1_command(run_dir, data, *, steps: int, batch_size: int = 32, lr: float
         cmd += ["--limit", str(limit)]
     if hue_prob is not None:
         cmd += ["--hue-prob", str(hue_prob)]
+    if recolour:
+        cmd += ["--recolour", str(recolour)]
     return cmd
 
 
