@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 NUMBER_MODES = ("head", "char")
 PROJECTORS = ("linear", "mlp2x_gelu")
+TOWER_STRIDES = (8, 4)                    # conv tower grid: 8 px per cell, or 4 (finer, ~3x the compute)
+TOKEN_PX = 16                             # conv tower: every LM token covers 16x16 pixels
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -24,6 +26,7 @@ class IGLLMConfig:
     image_size: int = 192                 # width (and height, unless image_height is set)
     image_height: int | None = None       # None: square input, images padded (the paper's)
     conv_channels: list = field(default_factory=lambda: [32, 48, 96, 128, 128])
+    tower_stride: int = 8                 # conv: pixels per grid cell, 8 or 4 (finer); a token is 16x16 px
     patch_size: int = 16
     vision_width: int = 192
     vision_layers: int = 4
@@ -61,6 +64,8 @@ class IGLLMConfig:
     train_synonyms: bool = False          # collate(rng=...) then picks random synonyms
 
     def __post_init__(self):
+        if self.vision_model == "conv" and self.tower_stride not in TOWER_STRIDES:
+            raise ValueError(f"tower_stride must be one of {TOWER_STRIDES}, not {self.tower_stride!r}")
         if self.numbers not in NUMBER_MODES:
             raise ValueError(f"numbers must be one of {NUMBER_MODES}, not {self.numbers!r}")
         if self.projector not in PROJECTORS:
@@ -81,10 +86,20 @@ class IGLLMConfig:
         return self.image_size, self.image_height or self.image_size
 
     @property
+    def conv_block_strides(self) -> tuple[int, int, int, int]:
+        """Strides of the conv tower's four blocks (after its stride-2 stem)."""
+        return (2, 2, 1, 1) if self.tower_stride == 8 else (2, 1, 1, 1)
+
+    @property
+    def cells_per_token(self) -> int:
+        """Grid cells per token side (space-to-depth): 2 at stride 8, 4 at stride 4."""
+        return TOKEN_PX // self.tower_stride
+
+    @property
     def num_image_tokens(self) -> int:
-        if self.vision_model == "conv":     # stride 8, then 2x2 cells per token
+        if self.vision_model == "conv":     # the grid, then cells_per_token^2 cells per token
             w, h = self.image_dims
-            return (w // 16) * (h // 16)
+            return (w // TOKEN_PX) * (h // TOKEN_PX)
         return (self.image_size // self.patch_size) ** 2
 
     def num_scale(self, field_name: str) -> float:

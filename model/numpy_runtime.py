@@ -111,10 +111,10 @@ def coord_channels(h: int, w: int):
     return np.stack([xs, ys])
 
 
-def space_to_depth_tokens(f):
-    """[C, h, w] -> [(h/2)(w/2), 4C], each 2x2 group of cells one token (ConvTower.forward)."""
+def space_to_depth_tokens(f, r: int = 2):
+    """[C, h, w] -> [(h/r)(w/r), r*r*C], each r x r group of cells one token (ConvTower.forward)."""
     c, h, w = f.shape
-    return f.reshape(c, h // 2, 2, w // 2, 2).transpose(1, 3, 2, 4, 0).reshape((h // 2) * (w // 2), 4 * c)
+    return f.reshape(c, h // r, r, w // r, r).transpose(1, 3, 2, 4, 0).reshape((h // r) * (w // r), r * r * c)
 
 
 def mha(x, p: dict, heads: int):
@@ -143,10 +143,10 @@ def rope(x, pos, inv_freq):
 def conv_tower(w: dict, image, cfg):
     x = np.concatenate([image, coord_channels(*image.shape[1:])])
     x = relu(conv_bn(x, w["stem"], 2))
-    for blk, stride in zip(w["blocks"], (2, 2, 1, 1)):
+    for blk, stride in zip(w["blocks"], cfg.conv_block_strides):
         y = conv_bn(relu(conv_bn(x, blk["conv1"], stride)), blk["conv2"])
         x = relu(y + (x if blk["skip"] is None else conv_bn(x, blk["skip"], stride)))
-    return space_to_depth_tokens(x)
+    return space_to_depth_tokens(x, cfg.cells_per_token)
 
 
 def vit_tower(w: dict, image, cfg):
@@ -265,7 +265,7 @@ class NumpyIGLLM:
     def tower_tokens_width(self) -> int:
         """Width of one tower token (what ``confidence`` features are built from)."""
         if self.tower == "conv":
-            return 4 * self.vision["blocks"][-1]["conv2"]["w"].shape[0]
+            return self.config.cells_per_token ** 2 * self.vision["blocks"][-1]["conv2"]["w"].shape[0]
         return self.vision["conv1"].shape[0]
 
     def project(self, feats) -> np.ndarray:

@@ -132,14 +132,16 @@ def coord_channels(b: int, h: int, w: int, device, dtype) -> torch.Tensor:
 
 
 class ConvTower(nn.Module):
-    """Image [B, 3, H, W] -> tokens [B, (H/16)(W/16), 4C].
+    """Image [B, 3, H, W] -> tokens [B, (H/16)(W/16), r*r*C], r = cells per token side.
 
     A 5x5 stride-2 stem and four residual blocks (strides 2, 2, 1, 1: total stride 8)
     give a dense grid `features()` [B, C, H/8, W/8] — at 192x128 a 16x24 grid, 8 px per
     cell, fine enough for CLEVR's smallest objects. Stage 1 trains dense heads on that
     grid (training/pretrain_dense.py). The LM gets the same features with each 2x2 group
     of cells stacked into one token (space-to-depth): 4x fewer tokens for the LM, nothing
-    thrown away.
+    thrown away. ``tower_stride=4`` (blocks 2, 1, 1, 1) makes the grid twice as fine for
+    about 3x the compute; 4x4 cells then make a token, so the LM still gets one token per
+    16x16 pixels.
     """
 
     def __init__(self, config: IGLLMConfig):
@@ -148,10 +150,10 @@ class ConvTower(nn.Module):
         if len(c) != 5:
             raise ValueError(f"conv_channels needs 5 widths (stem + 4 blocks), not {c}")
         self.stem = ConvBN(5, c[0], 5, 2)            # RGB + 2 coordinate channels
-        self.blocks = nn.ModuleList([ResBlock(c[0], c[1], 2), ResBlock(c[1], c[2], 2),
-                                     ResBlock(c[2], c[3], 1), ResBlock(c[3], c[4], 1)])
+        self.blocks = nn.ModuleList([ResBlock(c[i], c[i + 1], s) for i, s in enumerate(config.conv_block_strides)])
         self.channels = c[4]
-        self.width = 4 * c[4]                        # token size after 2x2 space-to-depth
+        self.cells = config.cells_per_token
+        self.width = self.cells ** 2 * c[4]          # token size after space-to-depth
 
     def features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         b, _, h, w = pixel_values.shape
@@ -162,10 +164,11 @@ class ConvTower(nn.Module):
         return x
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        f = self.features(pixel_values)                        # [B, C, h, w], h and w even
+        f = self.features(pixel_values)                        # [B, C, h, w], h and w multiples of r
         b, c, h, w = f.shape
-        f = f.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 3, 5, 1)   # B, h/2, w/2, 2, 2, C
-        return f.reshape(b, (h // 2) * (w // 2), 4 * c)
+        r = self.cells
+        f = f.view(b, c, h // r, r, w // r, r).permute(0, 2, 4, 3, 5, 1)   # B, h/r, w/r, r, r, C
+        return f.reshape(b, (h // r) * (w // r), r * r * c)
 
     def load_stage1_weights(self, path: str) -> None:
         """Load the ``visual.*`` tensors (BatchNorm statistics included) of a stage-1 file."""

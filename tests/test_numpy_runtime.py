@@ -20,6 +20,9 @@ N_IMAGES = 100
 TOWERS = {
     "vit": dict(),
     "conv": dict(vision_model="conv", image_size=64, image_height=48, conv_channels=[8, 8, 16, 16, 16]),
+    # the finer grid: 4 px per cell, 4x4 cells per token
+    "conv-stride4": dict(vision_model="conv", tower_stride=4, image_size=64, image_height=48,
+                         conv_channels=[8, 8, 16, 16, 16]),
 }
 
 

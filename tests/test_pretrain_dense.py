@@ -123,6 +123,33 @@ def test_dense_stage1_resumed_equals_uninterrupted(tmp_path):
     assert "stage 1 (dense)" in log and "heat" in log and "shape" in log
 
 
+def test_finer_grid_owns_small_slivers_and_trains_both_stages(tmp_path):
+    """tower_stride=4: twice the grid, an object owns a cell at 1/8 of it (2 px), the heat
+    peak sits in the finer cell; stage 1 and stage 2 run on it, and the LM still gets one
+    token per 16x16 pixels."""
+    from ig_llm.model.checkpoint import load_checkpoint
+    domain = load_domain("clevr")
+    scene = Scene([SceneObject("cube", "red", "metal", "large", (0.0, 0.0, 0.7), 0.0)])
+    rec = {"width": 48, "height": 32, "objects": [{"pixel_coords": [13, 6, 5]}]}
+    index = np.zeros((32, 48), dtype=np.uint8)
+    index[4:6, 12:14] = 1                              # a 2x2-px sliver: 4 px
+    coarse, _, _ = dense_targets(rec, scene, index, (48, 32), domain, colour_yiq(domain), 1)
+    fine, heat, _ = dense_targets(rec, scene, index, (48, 32), domain, colour_yiq(domain), 1, stride=4)
+    assert coarse.shape == (4, 6) and not coarse.any()          # 4 of 64 px: too few for an 8-px cell
+    assert fine.shape == (8, 12) and fine.sum() == 1 and fine[1, 3] == 1
+    assert heat[1, 3] == 1.0 and (heat == 1.0).sum() == 1
+    data = make_synthetic_dataset(tmp_path / "data", 8, seed=5, width=96, height=64)
+    common = ["--data", str(data), "--set", "tower_stride=4", *RUN, *TINY]
+    assert cli_main(["train", "--out", str(tmp_path / "run"), "--stage", "both", "--stage1-steps", "2",
+                     "--stage1-batch-size", "4", "--steps", "2", "--batch-size", "2", *common]) == 0
+    model = load_checkpoint(tmp_path / "run" / "model")
+    assert model.config.tower_stride == 4
+    with torch.no_grad():
+        x = torch.zeros(1, 3, 64, 96)
+        assert model.vision.features(x).shape[-2:] == (16, 24)       # 4 px per cell
+        assert model.vision(x).shape == (1, 24, 16 * 16)            # 96x64 / 16x16 px tokens, 4x4 cells of 16
+
+
 def test_no_training_command_reads_condition_b(tmp_path, capsys):
     b = make_synthetic_dataset(tmp_path / "valB", 6, seed=2, condition="B", split="valB")
     a = make_synthetic_dataset(tmp_path / "trainA", 6, seed=1)

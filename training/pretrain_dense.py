@@ -47,7 +47,7 @@ from .run import (VISION_FILE, TrainError, finish_stage1, fmt_time, hardware, lr
                   open_stage1, resume_stage1, seed_all, stage1_checkpoint, stage1_stop,
                   wrap_ddp)
 
-STRIDE = 8                 # tower grid: one cell per 8x8 pixels
+STRIDE = 8                 # tower grid: one cell per 8x8 pixels (config.tower_stride may make it 4)
 MIN_CELL_PIXELS = 8        # an object owns a cell where it covers at least 1/8 of it
 HEAT_SIGMA = 1.0           # centre heat-map spread, in cells
 HUE_PROB = 0.75            # share of images hue-rotated (colour/shape decorrelation)
@@ -144,25 +144,27 @@ def object_rows(scene, domain, yiq: dict, max_objects: int) -> np.ndarray:
 
 
 def dense_targets(record: dict, scene, index: np.ndarray | None, dims: tuple[int, int], domain, yiq: dict,
-                  max_objects: int):
-    """One sample's targets at tower size `dims` (width, height): owner, heat, object rows."""
+                  max_objects: int, stride: int = STRIDE):
+    """One sample's targets at tower size `dims` (width, height) on a `stride`-px grid: owner,
+    heat, object rows."""
     w, h = dims
     n = min(len(scene.objects), max_objects)
     rows = object_rows(scene, domain, yiq, max_objects)
     if domain.kind == "pose":           # one pose per image, read from the pooled grid: no cells
-        grid = (h // STRIDE, w // STRIDE)
+        grid = (h // stride, w // stride)
         return np.zeros(grid, dtype=np.uint8), np.zeros(grid, dtype=np.float32), rows
     if domain.kind == "dot2d":
         # a 5-px dot shrinks to a few pixels at tower size, too few to own a cell by area:
         # its centre's cell owns it (canvas units -> pixels: x right, y down); no index map
         centres = [(o.x * w, o.y * h) for o in scene.objects[:n]]
-        heat = centre_heatmap(centres, (h // STRIDE, w // STRIDE))
+        heat = centre_heatmap(centres, (h // stride, w // stride), stride)
         owner = (heat == 1.0).astype(np.uint8)
         return owner, heat, rows
-    owner = cell_owners(resize_nearest(index, h, w), n)
+    # an object owns a cell where it covers 1/8 of it, whatever the cell's size
+    owner = cell_owners(resize_nearest(index, h, w), n, stride, max(1, MIN_CELL_PIXELS * stride ** 2 // 64))
     sx, sy = w / record.get("width", w), h / record.get("height", h)
     centres = [(o["pixel_coords"][0] * sx, o["pixel_coords"][1] * sy) for o in record["objects"][:n]]
-    return owner, centre_heatmap(centres, owner.shape), rows
+    return owner, centre_heatmap(centres, owner.shape, stride), rows
 
 
 # ---------------------------------------------------------------------------------------
@@ -172,7 +174,8 @@ class DenseDataset:
     """item (step, i) -> (step, i, uint8 pixels [3, H, W], owner, heat, object rows, index map
     at the pixels' size or None (`keep_index`, for recolouring), colour names in label order)."""
 
-    def __init__(self, source, dims, domain, max_objects: int, workers: int = 0, keep_index: bool = False):
+    def __init__(self, source, dims, domain, max_objects: int, workers: int = 0, keep_index: bool = False,
+                 stride: int = STRIDE):
         from .dataset import SceneDataset
         self.images = SceneDataset(source, dims, cache=True, workers=workers, raw=True, index_maps=keep_index)
         yiq = colour_yiq(domain)
@@ -183,7 +186,7 @@ class DenseDataset:
             return self.images.index[i] if self.images.index is not None else source.index_map(i)
 
         self.targets = [dense_targets(source.record(i), self.images.scenes[i], index(i), dims, domain, yiq,
-                                      max_objects) for i in range(len(source))]
+                                      max_objects, stride) for i in range(len(source))]
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -434,7 +437,7 @@ def run_dense_stage1(args, config) -> Path | None:
     source = open_training_sources(args.data, args.limit)
     t_load = time.time()
     data = DenseDataset(source, config.image_dims, domain, config.max_objects, workers=args.workers,
-                        keep_index=args.recolour > 0)
+                        keep_index=args.recolour > 0, stride=config.tower_stride)
     if start == 0:
         n_vis = sum(p.numel() for p in model.visual.parameters())
         init = f", starting from {args.stage1_init}" if args.stage1_init else ""
