@@ -50,13 +50,12 @@ DATASETS = {
     "so3": {"train": ("id", "train", "train_count"), "test": ("id", "test", "test_count"),
             "ood": ("ood", "ood", "test_count")},
 }
-# size defaults: each experiment finishes in roughly an hour on a 2-core CPU (docs/experiments.md)
-# (estimated from CPU-seconds measured at toy size: ~7 CPU-s per training step of 32 at
-# 128 px with the tower trained, ~0.15 CPU-s per prediction, ~0.7 CPU-s per Workbench render incl. start-up)
-DEFAULTS = {"2d": dict(train_count=1000, test_count=250, steps=300, batch_size=32),
-            "so3": dict(train_count=800, test_count=200, steps=100, batch_size=32)}
+# size defaults, the sizes of the tables in docs/results/2d and docs/results/so3 (measured on
+# this 2-core CPU: 2d ~15 min with its renders made, so3 ~1.5 h including its 2,400 renders;
+# stage1_steps x 32 for the frozen tower: a few CPU-minutes at 128 px)
+DEFAULTS = {"2d": dict(train_count=1000, test_count=250, steps=300, batch_size=32, stage1_steps=600),
+            "so3": dict(train_count=2000, test_count=200, steps=300, batch_size=32, stage1_steps=1500)}
 LR = 1e-3            # small model trained from scratch, tower included: higher than train's default
-STAGE1_STEPS = 600   # dense stage-1 steps x 32 for the frozen tower (a few CPU-minutes at 128 px)
 SAVE_EVERY = 100     # a killed run loses at most this many steps
 
 
@@ -361,8 +360,8 @@ def add_size_arguments(parser) -> None:
                    % (DEFAULTS["2d"]["test_count"], DEFAULTS["so3"]["test_count"]))
     g.add_argument("--batch-size", type=int, help="training batch (default %d)" % DEFAULTS["2d"]["batch_size"])
     g.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds, one run each (default 0)")
-    g.add_argument("--stage1-steps", type=int, default=STAGE1_STEPS,
-                   help=f"stage-1 steps of the experiment's frozen tower (default {STAGE1_STEPS})")
+    g.add_argument("--stage1-steps", type=int, help="stage-1 steps of the experiment's frozen tower (2d %d, so3 %d)"
+                   % (DEFAULTS["2d"]["stage1_steps"], DEFAULTS["so3"]["stage1_steps"]))
     g.add_argument("--image-size", type=int, default=IMAGE_SIZE, help=f"square model input (default {IMAGE_SIZE})")
     g.add_argument("--representations", nargs="+", choices=REPRESENTATIONS,
                    help="so3: the representations to run (default all four)")
@@ -407,7 +406,7 @@ def command_line(name: str, args) -> str:
              f"--batch-size {args.batch_size} --seeds {' '.join(map(str, args.seeds))}"]
     if args.image_size != IMAGE_SIZE:
         parts.append(f"--image-size {args.image_size}")
-    if args.stage1_steps != STAGE1_STEPS:
+    if args.stage1_steps != DEFAULTS[name]["stage1_steps"]:
         parts.append(f"--stage1-steps {args.stage1_steps}")
     if name == "so3" and args.representations:
         parts.append("--representations " + " ".join(args.representations))
