@@ -49,6 +49,10 @@ def test_experiment_end_to_end_then_nothing_again(name, tmp_path, capsys):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert "error_map.png" in md
         assert {len(table["error_points"][lb]) for lb in labels} == {2}   # one point per test image
+        # tools/probe2d.py reads the same tower directly: one error per test point, split by cells
+        from ig_llm.tools.probe2d import tower_errors
+        errs = tower_errors(tower.parent, tmp_path / "w" / "data" / "test")
+        assert 0.0 <= errs["l2_test"] < 2.0 and set(errs) == {"l2_test", "l2_in_cells", "l2_between_cells"}
     else:
         assert "rot_err_ood" in table["rows"]["6d-head"]
     before = _stamps(tmp_path / "w")
