@@ -105,11 +105,10 @@ def main(argv=None) -> int:
     p.add_argument("--json", type=Path, help="write every number (and each missed/extra object) here")
     p.add_argument("--subset", action="store_true", help="score only the images the predictions cover")
     a = p.parse_args(argv)
-    for path, what in ((a.dataset / "scenes.json", "a dataset folder from `ig_llm generate`"),
-                       (a.predictions, "`ig_llm predict` output")):
-        if not path.is_file():
-            print(f"count_errors: {path} does not exist; pass {what}.", file=sys.stderr)
-            return 2
+    from ig_llm.tools import report_missing
+    if report_missing("count_errors", ((a.dataset / "scenes.json", "a dataset folder from `ig_llm generate`"),
+                                 (a.predictions, "`ig_llm predict` output"))):
+        return 2
     from ig_llm.training.evaluate import load_scene_records
     records = load_scene_records(a.dataset / "scenes.json")
     preds = {r["image_filename"]: r for r in load_scene_records(a.predictions)}

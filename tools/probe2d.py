@@ -50,11 +50,10 @@ def main(argv=None) -> int:
     p.add_argument("stage1", type=Path)
     p.add_argument("test", type=Path)
     a = p.parse_args(argv)
-    for path, what in ((a.stage1 / "heads.safetensors", "experiment 2d's OUT/stage1/stage1 folder"),
-                       (a.test / "scenes.json", "a 2d dataset folder")):
-        if not path.is_file():
-            print(f"probe2d: {path} does not exist; pass {what}.", file=sys.stderr)
-            return 2
+    from ig_llm.tools import report_missing
+    if report_missing("probe2d", ((a.stage1 / "heads.safetensors", "experiment 2d's OUT/stage1/stage1 folder"),
+                                  (a.test / "scenes.json", "a 2d dataset folder"))):
+        return 2
     for k, v in tower_errors(a.stage1, a.test).items():
         print(f"{k:18s} {v:.4f}")
     return 0

@@ -53,11 +53,10 @@ def main(argv=None) -> int:
     p.add_argument("--count", type=int, default=8)
     p.add_argument("--samples", type=int, default=32)
     a = p.parse_args(argv)
-    for path, what in ((a.dataset / "scenes.json", "a dataset folder from `ig_llm generate`"),
-                       (a.predictions, "`ig_llm predict` output")):
-        if not path.is_file():
-            print(f"worst_cases: {path} does not exist; pass {what}.", file=sys.stderr)
-            return 2
+    from ig_llm.tools import report_missing
+    if report_missing("worst_cases", ((a.dataset / "scenes.json", "a dataset folder from `ig_llm generate`"),
+                                 (a.predictions, "`ig_llm predict` output"))):
+        return 2
     from PIL import Image, ImageDraw
 
     from ig_llm.scene import builder, stage
