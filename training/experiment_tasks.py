@@ -353,7 +353,8 @@ def run_task_experiment(name: str, args) -> dict:
 
 
 def add_size_arguments(parser) -> None:
-    g = parser.add_argument_group("2d / so3 sizes (defaults: the tables in docs/results; 2d ~15 min, so3 ~1.5 h on a 2-core CPU)")
+    g = parser.add_argument_group("2d / so3 sizes (defaults: the tables in docs/results; "
+                                  "2d ~15 min, so3 ~1.5 h on a 2-core CPU)")
     g.add_argument("--train-count", type=int, help="training renders (2d %d, so3 %d)"
                    % (DEFAULTS["2d"]["train_count"], DEFAULTS["so3"]["train_count"]))
     g.add_argument("--test-count", type=int, help="renders per test set (2d %d, so3 %d)"
