@@ -179,3 +179,13 @@ def test_count_diagnosis_by_hand(tmp_path, capsys):
     assert err.count("\n") == 0 and "has no prediction for 2 image(s)" in err
     assert count_errors_main([str(ds), str(tmp_path / "p.json"), "--subset"]) == 0
     assert "scenes_counted_right             1" in capsys.readouterr().out
+    # a damaged predictions file, an unwritable --json: one sentence, exit 2, no traceback
+    from ig_llm.tools import run_tool
+    (tmp_path / "bad.json").write_text("{not json")
+    assert run_tool("count_errors", lambda: count_errors_main([str(ds), str(tmp_path / "bad.json")])) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("count_errors: ") and "not valid JSON" in err and err.count("\n") == 0
+    (tmp_path / "out").mkdir()
+    assert run_tool("count_errors", lambda: count_errors_main(
+        [str(ds), str(tmp_path / "p.json"), "--subset", "--json", str(tmp_path / "out")])) == 2
+    assert "is a folder" in capsys.readouterr().err and not any((tmp_path / "out").iterdir())

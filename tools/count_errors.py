@@ -19,7 +19,6 @@ Prints, from the evaluator's own matching (training/metrics.py):
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -109,14 +108,20 @@ def main(argv=None) -> int:
     if report_missing("count_errors", ((a.dataset / "scenes.json", "a dataset folder from `ig_llm generate`"),
                                  (a.predictions, "`ig_llm predict` output"))):
         return 2
+    from ig_llm.atomic import check_output, write_json
     from ig_llm.training.evaluate import load_scene_records
+    if a.json:      # before the work: an unwritable --json must not cost the whole diagnosis
+        check_output(a.json, "--json", inputs=(a.predictions,))
     records = load_scene_records(a.dataset / "scenes.json")
     preds = {r["image_filename"]: r for r in load_scene_records(a.predictions)}
     if a.subset:
         records = [r for r in records if r["image_filename"] in preds]
+    if not records:
+        print(f"count_errors: no image of {a.dataset} has a prediction in {a.predictions}; pass the predictions "
+              "of that set.", file=sys.stderr)
+        return 2
     lost = [r["image_filename"] for r in records if r["image_filename"] not in preds]
-    if lost or not records:
-        lost = lost or ["none of them"]
+    if lost:
         print(f"count_errors: {a.predictions} has no prediction for {len(lost)} image(s) of {a.dataset} "
               f"(e.g. {lost[0]}); predict the whole set.", file=sys.stderr)
         return 2
@@ -125,10 +130,10 @@ def main(argv=None) -> int:
         if k not in ("missed", "extra"):
             print(f"{k:32s} {v:.4f}" if isinstance(v, float) else f"{k:32s} {v}")
     if a.json:
-        from ig_llm.atomic import write_json
         write_json(a.json, out)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ig_llm.tools import run_tool
+    sys.exit(run_tool("count_errors", main))

@@ -60,4 +60,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ig_llm.tools import run_tool
+    sys.exit(run_tool("probe2d", main))

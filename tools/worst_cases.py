@@ -11,7 +11,6 @@ directly. One row per scene: input | rebuilt render, with the error count writte
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -32,9 +31,10 @@ def scene_errors(true, pred) -> tuple[int, float]:
 
 def worst(dataset: Path, predictions: Path, count: int) -> list[tuple]:
     from ig_llm.scene.program import scene_from_clevr
-    truth = {r["image_filename"]: r for r in json.loads((dataset / "scenes.json").read_text())["scenes"]}
+    from ig_llm.training.evaluate import load_scene_records   # damaged files: one sentence
+    truth = {r["image_filename"]: r for r in load_scene_records(dataset / "scenes.json")}
     ranked = []
-    for rec in json.loads(predictions.read_text())["scenes"]:
+    for rec in load_scene_records(predictions):
         t = truth.get(rec["image_filename"])
         if t is None:
             continue
@@ -95,4 +95,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ig_llm.tools import run_tool
+    sys.exit(run_tool("worst_cases", main))
