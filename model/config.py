@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 NUMBER_MODES = ("head", "char")
 PROJECTORS = ("linear", "mlp2x_gelu")
-TOWER_STRIDES = (8, 4)                    # conv tower grid: 8 px per cell, or 4 (finer, ~3x the compute)
+TOWER_STRIDES = (8, 4)                    # conv tower grid: 8 px per cell, or 4 (finer; stage 1 about 2x as long here)
 TOKEN_PX = 16                             # conv tower: every LM token covers 16x16 pixels
 DTYPES = ("float32", "bfloat16", "float16")
 

@@ -139,8 +139,8 @@ class ConvTower(nn.Module):
     cell, fine enough for CLEVR's smallest objects. Stage 1 trains dense heads on that
     grid (training/pretrain_dense.py). The LM gets the same features with each 2x2 group
     of cells stacked into one token (space-to-depth): 4x fewer tokens for the LM, nothing
-    thrown away. ``tower_stride=4`` (blocks 2, 1, 1, 1) makes the grid twice as fine for
-    about 3x the compute; 4x4 cells then make a token, so the LM still gets one token per
+    thrown away. ``tower_stride=4`` (blocks 2, 1, 1, 1) makes the grid twice as fine (stage 1
+    took about 2x as long here); 4x4 cells then make a token, so the LM still gets one token per
     16x16 pixels.
     """
 

@@ -124,10 +124,10 @@ def run_cogent(args) -> dict:
         run = out / f"baseline{i}"
         predictors[name] = (run, lambda val, dst, run=run, augment=augment:
                             predict_baseline(train_baseline(run, args, augment), val, dst))
+    (out / "igllm").mkdir(parents=True, exist_ok=True)
+    forget_other_models(out / "igllm", args.model)
     for name, (folder, predict) in predictors.items():
         folder.mkdir(parents=True, exist_ok=True)
-        if folder == out / "igllm":
-            forget_other_models(folder, args.model)
         rows[name] = {}
         for val in args.val:
             set_name = Path(val).name

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..scene.rotations import matrix_to_sixd
 from .dataset import resize_nearest
 from .options import RunOptions
 from .run import (VISION_FILE, TrainError, finish_stage1, fmt_time, hardware, lr_factor,
@@ -129,7 +130,6 @@ def object_rows(scene, domain, yiq: dict, max_objects: int) -> np.ndarray:
     rows = np.zeros((max_objects + 1, OBJ_FIELDS), dtype=np.float32)
     for k, o in enumerate(scene.objects[:max_objects], start=1):
         if domain.kind == "pose":       # the rotation's 6D (scene/rotations.py), unique and continuous
-            from ..scene.rotations import matrix_to_sixd
             rows[k, 0:6] = matrix_to_sixd(o.matrix)
             continue
         if domain.kind == "dot2d":      # the dot: only its canvas position, as ground in [-1, 1]
