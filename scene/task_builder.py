@@ -46,6 +46,15 @@ def _rgb01(rgb255) -> tuple[float, float, float, float]:
     return (*(c / 255.0 for c in rgb255), 1.0)
 
 
+def _linear_rgba(srgb255) -> tuple[float, float, float, float]:
+    """8-bit sRGB -> the linear RGBA Blender's colour properties hold, so the render shows
+    the sRGB value asked for (0 and 255 are the same either way: the task's red and white)."""
+    def lin(c: float) -> float:
+        c /= 255.0
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+    return (*(lin(c) for c in srgb255), 1.0)
+
+
 def flat_material(name: str, rgba) -> bpy.types.Material:
     """A cached material with one colour for every engine: Principled base colour (Cycles,
     Eevee) and diffuse_color (Workbench, Solid view)."""
@@ -104,22 +113,51 @@ def tripod_mesh() -> bpy.types.Mesh:
 
 
 # -- building and reading back -------------------------------------------------------------
-def dot_radius(domain: Domain) -> float:
+DOT_STYLE_DEFAULTS = {"dot_rgb": (255, 0, 0), "dot_radius_px": 5, "background_rgb": (255, 255, 255)}
+
+
+def dot_style(domain: Domain, override: dict | None = None) -> dict:
+    """The 2D look (8-bit sRGB colours, radius in canvas px): `override`'s keys (a generic
+    pre-training sample's, training/task_sampler.sample_style), else the domain file's."""
+    return {k: (override or {}).get(k, domain.task.get(k, v)) for k, v in DOT_STYLE_DEFAULTS.items()}
+
+
+def dot_radius(domain: Domain, style: dict | None = None) -> float:
     """The dot's radius in canvas units (5 px of 336 in the paper)."""
-    return float(domain.task.get("dot_radius_px", 5)) / float(domain.task.get("canvas_px", 336))
+    return float(dot_style(domain, style)["dot_radius_px"]) / float(domain.task.get("canvas_px", 336))
+
+
+def apply_dot_style(coll: bpy.types.Collection, domain: Domain, style: dict | None, bpy_scene) -> None:
+    """Give a built 2D scene `style`'s look (or the domain's own, undoing an earlier one:
+    the materials are shared by name within a Blender session)."""
+    look = dot_style(domain, style)
+    scale = dot_radius(domain, style) / dot_radius(domain)
+    for obj in coll.objects:
+        kind = obj.get(KIND_PROP)
+        if kind == "dot":
+            obj.scale = (scale, scale, 1.0)
+        if kind in ("dot", "canvas"):
+            rgba = _linear_rgba(look["dot_rgb" if kind == "dot" else "background_rgb"])
+            for mat in obj.data.materials:
+                mat.diffuse_color = rgba
+                bsdf = mat.node_tree.nodes.get("Principled BSDF") if mat.node_tree else None
+                if bsdf is not None:
+                    bsdf.inputs["Base Color"].default_value = rgba
+    if bpy_scene.world is not None:
+        bpy_scene.world.color = _linear_rgba(look["background_rgb"])[:3]
 
 
 def build_task_objects(scene, coll: bpy.types.Collection, domain: Domain) -> None:
     """Objects of a dot2d / pose scene into `coll` (validated by the caller)."""
     if domain.kind == "dot2d":
         canvas = bpy.data.objects.new("2D canvas", _canvas_mesh())
-        canvas.data.materials.append(flat_material("2D canvas", _rgb01(domain.task.get("background_rgb", (255,) * 3))))
+        canvas.data.materials.append(flat_material("2D canvas", _rgb01(dot_style(domain)["background_rgb"])))
         canvas[KIND_PROP] = "canvas"
         coll.objects.link(canvas)
     for i, so in enumerate(scene.objects):
         if isinstance(so, DotObject):
             obj = bpy.data.objects.new(f"dot_{i + 1:02d}", _disc_mesh(dot_radius(domain)))
-            obj.data.materials.append(flat_material("2D dot", _rgb01(domain.task.get("dot_rgb", (255, 0, 0)))))
+            obj.data.materials.append(flat_material("2D dot", _rgb01(dot_style(domain)["dot_rgb"])))
             obj.location = (float(so.x), -float(so.y), DOT_Z)
             obj[KIND_PROP] = "dot"
         else:
@@ -187,7 +225,7 @@ def configure_task_render(scene, domain: Domain, width: int, height: int, sample
     shading.light = "FLAT" if domain.kind == "dot2d" else "STUDIO"
     shading.color_type = "MATERIAL"
     world = bpy.data.worlds.get(PREFIX + "task world") or bpy.data.worlds.new(PREFIX + "task world")
-    world.color = tuple(c / 255.0 for c in domain.task.get("background_rgb", (255, 255, 255)))
+    world.color = tuple(c / 255.0 for c in dot_style(domain)["background_rgb"])
     scene.world = world
     levels = ("OFF", "FXAA", "5", "8", "11", "16", "32")
     scene.display.render_aa = next((lv for lv in levels[2:] if int(lv) >= samples), "32") if samples > 1 else "FXAA"

@@ -284,3 +284,22 @@ def test_task_number_fields():
         == [f"rotation{i}" for i in range(6)]
     assert number_fields(split_pieces("add(shape='cube', loc=(+1.000, -2.000, +0.700), rotation=-0.100)")) \
         == ["loc0", "loc1", "loc2", "rotation"]
+
+
+def test_generic_world_is_uniform_and_never_the_task_look():
+    """The 2d tower's generic samples: deterministic, anywhere on the canvas (both kinds of
+    checkerboard cell), a visible disc of a random colour and radius."""
+    looks = [ts.sample_task_image(0, i, domain=D2, condition="generic", split="generic") for i in range(400)]
+    again = ts.sample_task_image(0, 7, domain=D2, condition="generic", split="generic")
+    assert (again.style, again.scene.objects[0]) == (looks[7].style, looks[7].scene.objects[0])
+    dots = [s.scene.objects[0] for s in looks]
+    inside = sum(ts.is_training_point(p.x, p.y, 8) for p in dots)
+    assert 120 < inside < 280                                  # about half in held-out cells
+    for s in looks:
+        st = s.style
+        lo, hi = ts.GENERIC_RADIUS_PX
+        assert lo <= st["dot_radius_px"] <= hi
+        assert sum(abs(a - b) for a, b in zip(st["dot_rgb"], st["background_rgb"])) >= ts.MIN_CONTRAST
+        assert all(0 <= c <= 255 for c in (*st["dot_rgb"], *st["background_rgb"]))
+    assert len({tuple(s.style["dot_rgb"]) for s in looks}) > 390
+    assert ts.sample_task_image(0, 0, domain=D2, condition="uniform", split="test").style is None

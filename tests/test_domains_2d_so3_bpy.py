@@ -129,3 +129,36 @@ def test_build_command_with_a_task_domain(tmp_path):
     proc = subprocess.run([*argv[:5], "--domain", "so3:6d", "--out", str(tmp_path / "q.blend")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "a 6d rotation has 6 numbers, found 3" in proc.stderr
+
+
+def test_generic_world_renders_its_own_look_and_leaves_the_task_look_alone(tmp_path):
+    """The 2d tower's generic world: the disc's colour, radius and background as labelled;
+    a task render after it in the same Blender session is red on white again (the
+    materials are shared by name)."""
+    from PIL import Image
+    from ig_llm.training.task_render import TaskRenderer
+    d = load_domain("2d")
+
+    def pixels(renderer, i):
+        rec = renderer.render_index(i, str(tmp_path / f"{renderer.condition}{i}.png"))
+        return rec, np.asarray(Image.open(tmp_path / f"{renderer.condition}{i}.png").convert("RGB")).astype(int)
+
+    generic = TaskRenderer(336, 336, 1, domain=d, condition="generic", split="generic")
+    for i in range(2):
+        rec, img = pixels(generic, i)
+        style = rec["style"]
+        (dot,) = scene_from_clevr(rec).objects
+        cx, cy = int(dot.x * 336), int(dot.y * 336)
+        assert np.abs(img[cy, cx] - style["dot_rgb"]).max() <= 2          # sRGB as labelled
+        far = (int((dot.x + 0.5) % 1 * 336), int((dot.y + 0.5) % 1 * 336))
+        assert np.abs(img[far[1], far[0]] - style["background_rgb"]).max() <= 2
+        def distance(rgb):
+            return np.abs(img - np.array(rgb)).sum(axis=2)
+        disc = distance(style["dot_rgb"]) < distance(style["background_rgb"])
+        assert disc.sum() == pytest.approx(np.pi * style["dot_radius_px"] ** 2, rel=0.25)
+    task = TaskRenderer(336, 336, 1, domain=d, condition="uniform", split="test")
+    rec, img = pixels(task, 0)
+    assert "style" not in rec
+    assert tuple(img[0, 0]) == (255, 255, 255) or tuple(img[-1, -1]) == (255, 255, 255)
+    red = (img[..., 0] > 200) & (img[..., 1] < 80) & (img[..., 2] < 80)
+    assert 40 < red.sum() < 120                                            # pi * 5^2 ~ 79 px

@@ -17,7 +17,9 @@ TOY = ["--train-count", "3", "--test-count", "2", "--steps", "2", "--batch-size"
 
 
 def _run(name, root: Path, *extra):
-    return cli_main(["experiment", name, "--out", str(root / "w"), "--results", str(root / "r"), *TOY, *extra])
+    tower = ["--tower-count", "3"] if name == "2d" else []
+    return cli_main(["experiment", name, "--out", str(root / "w"), "--results", str(root / "r"), *TOY, *tower,
+                     *extra])
 
 
 def _stamps(folder: Path) -> dict:
@@ -38,10 +40,17 @@ def test_experiment_end_to_end_then_nothing_again(name, tmp_path, capsys):
         # both: the experiment's dense stage-1 tower, frozen in stage 2
         assert (cfg["domain"], cfg["numbers"], cfg["freeze_vision"]) == (domain, numbers, True)
         assert (cfg["image_size"], cfg["image_height"]) == (et.IMAGE_SIZE, et.IMAGE_SIZE)
-    sets = {"2d": ("test", "heldout"), "so3": ("test", "ood")}[name]
+    sets = {"2d": ("test", "heldout", "tower"), "so3": ("test", "ood")}[name]
     assert {p.name for p in (tmp_path / "w" / "data").iterdir()} == {"train", *sets}
     tower = tmp_path / "w" / "stage1" / "stage1" / "vision.safetensors"
     assert tower.is_file()
+    # the 2d tower saw only the generic world, so3's its own training renders
+    s1 = json.loads((tmp_path / "w" / "stage1" / et.RECIPE_FILE).read_text())
+    assert s1[s1.index("--data") + 1] == str(tmp_path / "w" / "data" / ("tower" if name == "2d" else "train"))
+    if name == "2d":
+        generic = json.loads((tmp_path / "w" / "data" / "tower" / "scenes.json").read_text())["scenes"]
+        assert len(generic) == 3 and all("style" in rec for rec in generic)
+        assert "generic world" in md
     assert all(json.loads((tmp_path / "w" / f"{v[0]}_s0" / "model" / "config.json").read_text())["config"]
                ["vision_weights"] == str(tower) for v in et.variants(name))
     if name == "2d":
@@ -83,6 +92,14 @@ def test_foreign_dataset_one_sentence(tmp_path, capsys):
     assert not (tmp_path / "r" / "table.md").exists()
 
 
+def test_so3_has_no_generic_world(tmp_path, capsys):
+    assert _run("so3", tmp_path, "--tower-world", "generic") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("ig_llm experiment: experiment so3 has no generic world for its tower; drop --tower-world "
+                   "generic (its tower trains on its own renders).")
+    assert not (tmp_path / "w").exists()
+
+
 def test_cogent_still_needs_its_folders(tmp_path, capsys):
     assert cli_main(["experiment", "cogent", "--out", str(tmp_path / "w"), "--results", str(tmp_path / "r")]) == 2
     assert "needs --data" in capsys.readouterr().err
@@ -99,8 +116,11 @@ def test_pure_parts():
     argv = et.train_argv(Path("run"), Path("data"), "head", "2d", args, seed=0, tower=Path("t.safetensors"))
     assert "--train-vision" not in argv and argv[argv.index("--vision-weights") + 1] == "t.safetensors"
     assert "--whiten-features" in argv
-    s1 = et.stage1_argv(Path("s1"), Path("data"), "2d", args)
+    s1 = et.stage1_argv(Path("s1"), Path("data"), 11, "2d", args)
     assert s1[s1.index("--stage1-steps") + 1] == "9" and s1[s1.index("--hue-prob") + 1] == "0"
+    assert s1[s1.index("--limit") + 1] == "11"
+    assert et.needed_sets("2d", Namespace(tower_world="task")) == ["train", "test", "heldout"]
+    assert et.needed_sets("2d", Namespace(tower_world="generic"))[-1] == "tower"
     # points split by the checkerboard (8 cells: (0, 0) trains, (1, 0) does not)
     pts = [(0.01, 0.01, 0.1), (0.2, 0.01, 0.3), (0.5, 0.5, None)]
     s = et.dot_scores(pts, None, 8)

@@ -22,7 +22,12 @@ Deviation from the paper, on purpose: no pre-trained CLIP exists here. So each e
 conv tower gets its own stage 1 first (``OUT/stage1``, ``--stage1-steps``, from the labels:
 for ``2d`` a centre heat-map and the dot's canvas position at its cell; for ``so3`` the
 rotation's 6D read from the pooled grid — training/pretrain_dense.py), then stays frozen in
-stage 2 with whitened tokens, as for CLEVR. Every variant of an experiment shares that one
+stage 2 with whitened tokens, as for CLEVR. What that tower sees (``--tower-world``): for
+``2d`` by default a *generic* world (``OUT/data/tower``: a disc of random colour and radius
+on a random background, anywhere on the canvas — never the task's red dot on white), as
+CLIP saw the web and not the task; ``task`` trains it on the checkerboard renders (the
+earlier tables: a conv tower that never saw a dot between the cells regresses positions
+there poorly). so3's tower always trains on its training renders. Every variant of an experiment shares that one
 tower, so the table compares only what stage 2 changes. Input size: ``IMAGE_SIZE`` square
 (the renders are 336 x 336).
 """
@@ -46,15 +51,18 @@ NUMBERS = ("head", "char")
 # experiment -> {dataset folder name: (generate --condition, --split, count option)}
 DATASETS = {
     "2d": {"train": ("checkerboard", "train", "train_count"), "test": ("uniform", "test", "test_count"),
-           "heldout": ("heldout", "heldout", "test_count")},
+           "heldout": ("heldout", "heldout", "test_count"), "tower": ("generic", "generic", "tower_count")},
     "so3": {"train": ("id", "train", "train_count"), "test": ("id", "test", "test_count"),
             "ood": ("ood", "ood", "test_count")},
 }
 # size defaults, the sizes of the tables in docs/results/2d and docs/results/so3 (measured on
 # this 2-core CPU: 2d ~15 min with its renders made, so3 ~1.5 h including its 2,400 renders;
 # stage1_steps x 32 for the frozen tower: a few CPU-minutes at 128 px)
-DEFAULTS = {"2d": dict(train_count=1000, test_count=250, steps=300, batch_size=32, stage1_steps=600),
-            "so3": dict(train_count=2000, test_count=200, steps=300, batch_size=32, stage1_steps=1500)}
+DEFAULTS = {"2d": dict(train_count=1000, test_count=250, steps=300, batch_size=32, stage1_steps=600,
+                       tower_world="generic", tower_count=1500),
+            "so3": dict(train_count=2000, test_count=200, steps=300, batch_size=32, stage1_steps=1500,
+                        tower_world="task")}
+TRAINING_SETS = ("train", "tower")     # the others are test sets
 LR = 1e-3            # small model trained from scratch, tower included: higher than train's default
 SAVE_EVERY = 100     # a killed run loses at most this many steps
 
@@ -70,10 +78,19 @@ def variants(name: str, representations=REPRESENTATIONS) -> list[tuple[str, str,
 
 
 def check_sizes(args) -> None:
-    for flag in ("train_count", "test_count", "steps", "batch_size", "stage1_steps"):
+    flags = ["train_count", "test_count", "steps", "batch_size", "stage1_steps"]
+    if args.tower_world == "generic":
+        flags.append("tower_count")
+    for flag in flags:
         value = getattr(args, flag)
         if value < 1:
             raise ExperimentError(f"--{flag.replace('_', '-')} {value} is too small; pass 1 or more.")
+
+
+def check_tower_world(name: str, args) -> None:
+    if args.tower_world == "generic" and "tower" not in DATASETS[name]:
+        raise ExperimentError(f"experiment {name} has no generic world for its tower; drop --tower-world generic "
+                              "(its tower trains on its own renders).")
 
 
 def check_dataset(folder: Path, domain: str, condition: str, split: str) -> None:
@@ -111,11 +128,12 @@ def _sets(domain: str, args) -> list[str]:
     return [a for k, v in sets.items() for a in ("--set", f"{k}={json.dumps(v)}")]
 
 
-def stage1_argv(run: Path, data: Path, domain: str, args) -> list[str]:
-    """The resumable dense stage-1 line of a task's frozen tower, seed 0, no hue rotation."""
+def stage1_argv(run: Path, data: Path, count: int, domain: str, args) -> list[str]:
+    """The resumable dense stage-1 line of a task's frozen tower on the first `count` renders
+    of `data`, seed 0, no hue rotation."""
     return ["train", "--data", str(data), "--out", str(run), "--stage", "1", "--stage1-steps", str(args.stage1_steps),
             "--stage1-batch-size", str(args.batch_size), "--stage1-lr", "2e-3", "--hue-prob", "0",
-            "--seed", "0", "--limit", str(args.train_count), "--workers", "0", "--save-every", str(SAVE_EVERY),
+            "--seed", "0", "--limit", str(count), "--workers", "0", "--save-every", str(SAVE_EVERY),
             "--quiet", "--resume"] + _sets(domain, args)
 
 
@@ -130,12 +148,19 @@ def train_argv(run: Path, data: Path, numbers: str, domain: str, args, seed: int
     return argv + _sets(domain, args)
 
 
-def train_tower(out: Path, data: Path, domain: str, args) -> Path:
-    """The experiment's dense stage 1 into ``OUT/stage1`` (resumed or skipped); returns its
-    vision weights."""
+def train_tower(out: Path, folders: dict[str, Path], domain: str, args) -> Path:
+    """The experiment's dense stage 1 into ``OUT/stage1`` (resumed or skipped), on the world
+    ``--tower-world`` names; returns its vision weights."""
     run = out / "stage1"
-    return run_train(run, stage1_argv(run, data, domain, args), run / "stage1" / "vision.safetensors",
+    data, count = ((folders["tower"], args.tower_count) if args.tower_world == "generic"
+                   else (folders["train"], args.train_count))
+    return run_train(run, stage1_argv(run, data, count, domain, args), run / "stage1" / "vision.safetensors",
                      "its tower", args.threads)
+
+
+def needed_sets(name: str, args) -> list[str]:
+    """The experiment's datasets this run renders: the generic world only when the tower sees it."""
+    return [s for s in DATASETS[name] if s != "tower" or args.tower_world == "generic"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -146,7 +171,8 @@ def render_datasets(name: str, args) -> dict[str, Path]:
     root = Path(args.out) / "data"
     domain = name                      # so3 renders once in its default representation
     folders = {}
-    for set_name, (condition, split, count_opt) in DATASETS[name].items():
+    for set_name in needed_sets(name, args):
+        condition, split, count_opt = DATASETS[name][set_name]
         folder, count = root / set_name, getattr(args, count_opt)
         check_dataset(folder, domain, condition, split)
         if not dataset_ready(folder, count):
@@ -317,12 +343,12 @@ def run_task_experiment(name: str, args) -> dict:
     check_sizes(args)
     out = Path(args.out)
     folders = render_datasets(name, args)
-    eval_sets = [s for s in DATASETS[name] if s != "train"]
+    eval_sets = [s for s in DATASETS[name] if s not in TRAINING_SETS]
     reps = getattr(args, "representations", None) or REPRESENTATIONS
     rows, per_seed_rows, points = {}, {}, {}
     cells = _cells()
     truth_test = load_scene_records(folders["test"] / "scenes.json") if name == "2d" else None
-    tower = train_tower(out, folders["train"], name, args)
+    tower = train_tower(out, folders, name, args)
     for label, numbers, domain in variants(name, reps):
         per_seed = []
         for seed in args.seeds:
@@ -343,7 +369,8 @@ def run_task_experiment(name: str, args) -> dict:
         rows[label], per_seed_rows[label] = seed_mean(per_seed), per_seed
     result = {"experiment": name, "rows": rows, "per_seed": per_seed_rows,
               "settings": {k: getattr(args, k) for k in ("train_count", "test_count", "steps", "batch_size",
-                                                          "seeds", "image_size", "stage1_steps")}}
+                                                          "seeds", "image_size", "stage1_steps",
+                                                          "tower_world", "tower_count")}}
     if name == "2d":
         # the map shows the mean error over seeds at each test point (same points every seed)
         result["error_points"] = {label: [(x, y, _mean(runs[k][i][2] for k in range(len(runs))))
@@ -363,6 +390,11 @@ def add_size_arguments(parser) -> None:
     g.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds, one run each (default 0)")
     g.add_argument("--stage1-steps", type=int, help="stage-1 steps of the experiment's frozen tower (2d %d, so3 %d)"
                    % (DEFAULTS["2d"]["stage1_steps"], DEFAULTS["so3"]["stage1_steps"]))
+    g.add_argument("--tower-world", choices=("generic", "task"),
+                   help="2d: what the frozen tower's stage 1 sees — generic (default: random discs on random "
+                        "backgrounds, anywhere) or task (the checkerboard training renders); so3: task only")
+    g.add_argument("--tower-count", type=int, help="2d: generic-world renders for the tower (default %d)"
+                   % DEFAULTS["2d"]["tower_count"])
     g.add_argument("--image-size", type=int, default=IMAGE_SIZE, help=f"square model input (default {IMAGE_SIZE})")
     g.add_argument("--representations", nargs="+", choices=REPRESENTATIONS,
                    help="so3: the representations to run (default all four)")
@@ -372,8 +404,9 @@ def add_size_arguments(parser) -> None:
 
 def main(name: str, args) -> int:
     for key, value in DEFAULTS[name].items():
-        if getattr(args, key) is None:
+        if getattr(args, key, None) is None:
             setattr(args, key, value)
+    check_tower_world(name, args)
     results = Path(args.results)
     table_md = check_output(str(results / "table.md"), "--results")
     check_output(args.out, "--out", folder=True)
@@ -387,7 +420,11 @@ def main(name: str, args) -> int:
                      "OOD = inside it"}[name]
     text = (f"# {title}\n\n{s['train_count']} training renders, {s['test_count']} per test set, "
             f"{s['steps']} steps x {s['batch_size']}, seeds {s['seeds']}, {s['image_size']} px input, "
-            + f"tower from a {s['stage1_steps']}-step stage 1 on the same renders, frozen and whitened in stage 2"
+            + f"tower from a {s['stage1_steps']}-step stage 1 on "
+            + ("the same renders" if s["tower_world"] == "task" else
+               f"{s['tower_count']} renders of a generic world (random disc colour, radius and background, "
+               "anywhere on the canvas; never the task's own look)")
+            + ", frozen and whitened in stage 2"
             + " (no frozen CLIP: see docs/experiments.md).\n"
             f"Metric: {metric}.\nCommand: `{command_line(name, args)}`\n\n"
             + markdown_table(name, result["rows"]))
@@ -409,6 +446,10 @@ def command_line(name: str, args) -> str:
         parts.append(f"--image-size {args.image_size}")
     if args.stage1_steps != DEFAULTS[name]["stage1_steps"]:
         parts.append(f"--stage1-steps {args.stage1_steps}")
+    if args.tower_world != DEFAULTS[name]["tower_world"]:
+        parts.append(f"--tower-world {args.tower_world}")
+    if args.tower_world == "generic" and args.tower_count != DEFAULTS[name].get("tower_count"):
+        parts.append(f"--tower-count {args.tower_count}")
     if name == "so3" and args.representations:
         parts.append("--representations " + " ".join(args.representations))
     return " ".join(parts)

@@ -5,7 +5,8 @@ The same contract as ``render.Renderer`` (``render_index``, ``label``, ``close``
 for every domain. One Blender scene lives per worker: the camera and render settings
 are made once; each image rebuilds the one object and renders. There is no visibility
 retry (the dot and the object are always in view) and no Object Index map (index/ stays
-empty; only the CLEVR vision pre-training reads it).
+empty; only the CLEVR vision pre-training reads it). A 2D ``generic`` sample carries its own
+look (disc colour and radius, background), applied after the build.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import bpy
 from ..scene import builder
 from ..scene.domain import Domain
 from ..scene.program import format_program, scene_to_clevr
-from ..scene.task_builder import add_task_camera, configure_task_render
+from ..scene.task_builder import add_task_camera, apply_dot_style, configure_task_render
 from .render import close_renderer, strip_png_metadata
 from .sampler import image_name
 from .task_sampler import sample_task_image
@@ -47,6 +48,8 @@ class TaskRenderer:
             builder.clear_scene_objects(self.collection)
         self.collection = builder.build_scene(sample.scene, collection_name=OBJECTS_COLLECTION,
                                               domain=self.domain, bpy_scene=self.scene)
+        if self.domain.kind == "dot2d":
+            apply_dot_style(self.collection, self.domain, sample.style, self.scene)
         head, name = os.path.split(png_path)
         tmp = os.path.join(head, f".{name}.render-{os.getpid()}.png")
         if self.quiet:
@@ -64,6 +67,8 @@ class TaskRenderer:
         rec.update({"domain": self.domain.name, "condition": self.condition, "seed": self.seed,
                     "attempt": sample.attempt, "width": self.width, "height": self.height,
                     "samples": self.samples})
+        if sample.style is not None:
+            rec["style"] = sample.style
         return rec
 
     def close(self):

@@ -5,7 +5,10 @@
 it is a TRAINING cell iff (i + j) is even: a sparse checkerboard, half the canvas.
 Conditions: ``checkerboard`` (train: uniform over the even cells), ``heldout`` (uniform
 over the odd cells: points never seen in training), ``uniform`` (test: uniform over the
-whole canvas, as the paper's ``random`` split).
+whole canvas, as the paper's ``random`` split), and ``generic``: the frozen tower's own
+pre-training world, our stand-in for the web images CLIP saw — a disc anywhere on the
+canvas, of a random colour and radius on a random background (``sample_style``), never
+the task's red 5-px dot on white. The LM never trains on it.
 
 SO(3) (domain ``so3``): rotations are uniform (Haar). The OOD region is the geodesic
 ball of radius ``ood_radius_deg`` (60 degrees) around the fixed rotation
@@ -52,7 +55,7 @@ def is_training_point(x: float, y: float, n: int) -> bool:
 def sample_dot(rng: random.Random, domain: Domain, condition: str) -> DotObject:
     domain.check_condition(condition)
     n = grid_size(domain)
-    if condition == "uniform":
+    if condition in ("uniform", "generic"):
         return DotObject(rng.random(), rng.random())
     want_train = condition == "checkerboard"
     cells = [(i, j) for i in range(n) for j in range(n) if is_training_cell(i, j) == want_train]
@@ -62,6 +65,23 @@ def sample_dot(rng: random.Random, domain: Domain, condition: str) -> DotObject:
         if is_training_point(x, y, n) == want_train:   # rounding could land on the next cell
             return DotObject(x, y)
     raise RuntimeError("checkerboard sampling failed")   # unreachable but for a broken RNG
+
+
+# the generic world's styles: radius in canvas px (the task's is 5), 8-bit sRGB colours
+GENERIC_RADIUS_PX = (3.0, 12.0)
+MIN_CONTRAST = 150          # least sum over R, G, B of |disc - background|: the disc stays visible
+
+
+def sample_style(rng: random.Random) -> dict:
+    """A generic-world look: {"dot_rgb", "dot_radius_px", "background_rgb"} (the domain
+    file's keys: scene/task_builder.dot_style reads either the same way)."""
+    for _ in range(MAX_TRIES):
+        dot = [rng.randrange(256) for _ in range(3)]
+        background = [rng.randrange(256) for _ in range(3)]
+        if sum(abs(a - b) for a, b in zip(dot, background)) >= MIN_CONTRAST:
+            return {"dot_rgb": dot, "dot_radius_px": round(rng.uniform(*GENERIC_RADIUS_PX), 2),
+                    "background_rgb": background}
+    raise RuntimeError("generic style sampling failed")   # unreachable but for a broken RNG
 
 
 # -- SO(3) ---------------------------------------------------------------------------------
@@ -99,10 +119,12 @@ class TaskSample:
     attempt: int
     scene: Scene
     jitter: None = None
+    style: dict | None = None      # 2d ``generic`` only: the disc's colour / radius, the background
 
 
 def sample_task_image(seed: int, index: int, attempt: int = 0, *, domain: Domain, condition: str,
                       split: str = "train") -> TaskSample:
     rng = random.Random(f"{split}:{seed}:{index}:{attempt}")
     obj = sample_dot(rng, domain, condition) if domain.kind == "dot2d" else sample_pose(rng, domain, condition)
-    return TaskSample(index, attempt, Scene([obj]))
+    style = sample_style(rng) if condition == "generic" else None
+    return TaskSample(index, attempt, Scene([obj]), style=style)
