@@ -146,11 +146,18 @@ def test_clear_errors(tmp_path, capsys):
     generate.prepare_out(tmp_path / "c", settings, resume=False)
     assert _main(_args(tmp_path / "c", resume=True, samples=8)) == 2
     assert "samples=4 there but 8 now" in capsys.readouterr().err
-    # a larger --count extends the dataset (image i does not depend on it); a smaller one is refused
+    # a larger --count extends the dataset (image i does not depend on it); a smaller one is
+    # refused once an image past the new end exists, else it finishes the render smaller
     generate.prepare_out(tmp_path / "c", dict(settings, count=9), resume=True)
     assert json.loads((tmp_path / "c" / "manifest.json").read_text())["count"] == 9
-    with pytest.raises(generate.GenerateError, match="extend a dataset but not shrink"):
+    generate.prepare_out(tmp_path / "c", dict(settings, count=6), resume=True)
+    assert json.loads((tmp_path / "c" / "manifest.json").read_text())["count"] == 6
+    (tmp_path / "c" / "labels").mkdir(exist_ok=True)
+    (tmp_path / "c" / "labels" / "CLEVR_train_000004.json").write_text("{}")
+    with pytest.raises(generate.GenerateError, match="holds 1 image.s. past --count 3; --resume can extend a "
+                                                     "dataset but not shrink it: pass --count 6 or more"):
         generate.prepare_out(tmp_path / "c", dict(settings, count=3), resume=True)
+    assert json.loads((tmp_path / "c" / "manifest.json").read_text())["count"] == 6
 
 
 def test_controller_never_imports_bpy(tmp_path):

@@ -177,10 +177,13 @@ def prepare_out(out: Path, settings: dict, resume: bool) -> None:
             raise GenerateError(f"{out} holds a different dataset ({'; '.join(diff)}); rerun with the same "
                                 f"settings to resume it, or choose a new --out folder.")
         if settings["count"] < old.get("count", 0):
-            raise GenerateError(f"{out} was made for --count {old['count']}; --resume can extend a dataset "
-                                f"but not shrink it: pass --count {old['count']} or more.")
+            beyond = _labels_beyond(out, settings["count"])
+            if beyond:   # images past the new end would be left behind, outside scenes.json
+                raise GenerateError(f"{out} already holds {beyond} image(s) past --count {settings['count']}; "
+                                    f"--resume can extend a dataset but not shrink it: pass --count "
+                                    f"{old['count']} or more.")
         _check_labels(out)
-        if settings["count"] > old.get("count", 0):
+        if settings["count"] != old.get("count", 0):    # more, or fewer when none lies past the end
             write_json(manifest_path, {**old, "count": settings["count"]})
     else:
         # the manifest first: a folder that has one is a dataset --resume accepts
@@ -197,6 +200,19 @@ def prepare_out(out: Path, settings: dict, resume: bool) -> None:
 def _only_empty_folders(out: Path) -> bool:
     """True if `out` holds no file at all (e.g. what a run that failed at start left)."""
     return not any(p.is_file() for p in out.rglob("*"))
+
+
+def _labels_beyond(out: Path, count: int) -> int:
+    """How many rendered samples have an index >= `count` (a render started larger, then
+    stopped, can be finished smaller when none has)."""
+    labels = out / "labels"
+    if not labels.is_dir():
+        return 0
+    n = 0
+    for p in labels.glob("CLEVR_*.json"):
+        tail = p.stem.rsplit("_", 1)[-1]
+        n += tail.isdigit() and int(tail) >= count
+    return n
 
 
 def _check_labels(out: Path) -> None:
