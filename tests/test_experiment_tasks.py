@@ -17,7 +17,7 @@ TOY = ["--train-count", "3", "--test-count", "2", "--steps", "2", "--batch-size"
 
 
 def _run(name, root: Path, *extra):
-    tower = ["--tower-count", "3"] if name == "2d" else []
+    tower = ["--tower-world", "generic", "--tower-count", "3"] if name == "2d" else []
     return cli_main(["experiment", name, "--out", str(root / "w"), "--results", str(root / "r"), *TOY, *tower,
                      *extra])
 

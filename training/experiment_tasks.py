@@ -22,12 +22,12 @@ Deviation from the paper, on purpose: no pre-trained CLIP exists here. So each e
 conv tower gets its own stage 1 first (``OUT/stage1``, ``--stage1-steps``, from the labels:
 for ``2d`` a centre heat-map and the dot's canvas position at its cell; for ``so3`` the
 rotation's 6D read from the pooled grid — training/pretrain_dense.py), then stays frozen in
-stage 2 with whitened tokens, as for CLEVR. What that tower sees (``--tower-world``): for
-``2d`` by default a *generic* world (``OUT/data/tower``: a disc of random colour and radius
-on a random background, anywhere on the canvas — never the task's red dot on white), as
-CLIP saw the web and not the task; ``task`` trains it on the checkerboard renders (the
-earlier tables: a conv tower that never saw a dot between the cells regresses positions
-there poorly). so3's tower always trains on its training renders. Every variant of an experiment shares that one
+stage 2 with whitened tokens, as for CLEVR. What that tower sees (``--tower-world``): by
+default its task's training renders; for ``2d``, ``generic`` trains it instead on a generic
+world (``OUT/data/tower``: a disc of random colour and radius on a random background,
+anywhere on the canvas — never the task's red dot on white), as CLIP saw the web and not
+the task: the checkerboard tower never saw a dot between the cells and regresses positions
+there less well (README, "The paper's other experiments"). Every variant of an experiment shares that one
 tower, so the table compares only what stage 2 changes. Input size: ``IMAGE_SIZE`` square
 (the renders are 336 x 336).
 """
@@ -59,7 +59,7 @@ DATASETS = {
 # this 2-core CPU: 2d ~15 min with its renders made, so3 ~1.5 h including its 2,400 renders;
 # stage1_steps x 32 for the frozen tower: a few CPU-minutes at 128 px)
 DEFAULTS = {"2d": dict(train_count=1000, test_count=250, steps=300, batch_size=32, stage1_steps=600,
-                       tower_world="generic", tower_count=1500),
+                       tower_world="task", tower_count=1500),
             "so3": dict(train_count=2000, test_count=200, steps=300, batch_size=32, stage1_steps=1500,
                         tower_world="task")}
 TRAINING_SETS = ("train", "tower")     # the others are test sets
@@ -391,9 +391,9 @@ def add_size_arguments(parser) -> None:
     g.add_argument("--stage1-steps", type=int, help="stage-1 steps of the experiment's frozen tower (2d %d, so3 %d)"
                    % (DEFAULTS["2d"]["stage1_steps"], DEFAULTS["so3"]["stage1_steps"]))
     g.add_argument("--tower-world", choices=("generic", "task"),
-                   help="2d: what the frozen tower's stage 1 sees — generic (default: random discs on random "
-                        "backgrounds, anywhere) or task (the checkerboard training renders); so3: task only")
-    g.add_argument("--tower-count", type=int, help="2d: generic-world renders for the tower (default %d)"
+                   help="what the frozen tower's stage 1 sees: task (default: the training renders) or, 2d only, "
+                        "generic (random discs on random backgrounds, anywhere on the canvas)")
+    g.add_argument("--tower-count", type=int, help="2d --tower-world generic: its renders (default %d)"
                    % DEFAULTS["2d"]["tower_count"])
     g.add_argument("--image-size", type=int, default=IMAGE_SIZE, help=f"square model input (default {IMAGE_SIZE})")
     g.add_argument("--representations", nargs="+", choices=REPRESENTATIONS,
