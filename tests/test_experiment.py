@@ -78,3 +78,54 @@ def test_missing_inputs_one_sentence(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "does not exist" in err and "ig_llm generate" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_numbers_curve_head_and_char_per_size_then_nothing_again(sets, tmp_path, capsys):
+    """`experiment numbers`: one stage-2 run per (number format, N) on one frozen tower, scored
+    on --val, a table and a plot; a rerun trains and predicts nothing again."""
+    _, train, val = sets
+    tower_run = tmp_path / "tower"
+    assert cli_main(["train", "--data", str(train), "--out", str(tower_run), "--stage", "1", "--stage1-steps", "2",
+                     "--stage1-batch-size", "4", "--workers", "0", "--quiet"]) == 0
+    tower = tower_run / "stage1" / "vision.safetensors"
+    out, results = tmp_path / "work", tmp_path / "results"
+    argv = ["experiment", "numbers", "--data", str(train), "--val", str(val), "--tower", str(tower),
+            "--sizes", "8", "4", "--steps", "2", "--batch-size", "2", "--threads", "1",
+            "--out", str(out), "--results", str(results)]
+    assert cli_main(argv) == 0
+    table = json.loads((results / "table.json").read_text())
+    assert set(table) == {"head", "char"} and all(set(table[k]) == {"4", "8"} for k in table)
+    assert table["char"]["4"]["valA"]["scenes"] == 5
+    for numbers in ("head", "char"):
+        for n in (4, 8):
+            run = out / f"{numbers}_n{n:05d}"
+            cfg = json.loads((run / "model" / "config.json").read_text())["config"]
+            assert (cfg["numbers"], cfg["freeze_vision"], cfg["vision_weights"]) == (numbers, True, str(tower))
+            assert f"data: {n} images" in (run / "model" / "card.md").read_text()
+    md = (results / "table.md").read_text()
+    assert "| head | 4 | valA |" in md and "--sizes 4 8" in md
+    assert (results / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert cli_main(argv) == 0
+    assert "[experiment]" not in capsys.readouterr().out
+    assert stamps == {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("drop, message", [
+    ("--tower", "experiment numbers needs --tower, a stage-1 vision.safetensors"),
+    ("--sizes", "--sizes needs training-set sizes of 1 or more, not none"),
+])
+def test_numbers_curve_bad_input_one_sentence(sets, tmp_path, capsys, drop, message):
+    _, train, val = sets
+    (tmp_path / "t.safetensors").write_bytes(b"x")
+    opts = {"--tower": [str(tmp_path / "t.safetensors")], "--sizes": ["4"]}
+    argv = ["experiment", "numbers", "--data", str(train), "--val", str(val), "--out", str(tmp_path / "w"),
+            "--results", str(tmp_path / "r")]
+    for flag, values in opts.items():
+        if flag != drop:
+            argv += [flag, *values]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and err.count("\n") == 0
+    assert not (tmp_path / "w").exists() and not (tmp_path / "r").exists()

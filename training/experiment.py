@@ -28,7 +28,7 @@ from ..errors import UserError
 # trained, None: the tower's default; recolouring as train-default's (RECIPE["recolour"])
 BASELINES = {"NS-VQA-style": (0.0, 0.0), "NS-VQA-style + hue rotation": (None, 0.0),
              "NS-VQA-style + hue rotation + recolouring": (None, "recipe")}
-EXPERIMENTS = ("cogent", "2d", "so3")
+EXPERIMENTS = ("cogent", "2d", "so3", "numbers")
 
 
 class ExperimentError(UserError, RuntimeError):
@@ -41,11 +41,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", help="work folder (runs, predictions; 2d/so3 also data/) "
                                       "(default runs/experiments/NAME)")
     parser.add_argument("--results", help="folder for the table (markdown + JSON) (default docs/results/NAME)")
-    parser.add_argument("--steps", type=int, help="training steps (cogent: the baselines', default train-default's "
+    parser.add_argument("--steps", type=int, help="training steps (numbers: each run's, default 1500; cogent: the baselines', default train-default's "
                                                    "stage 1; 2d/so3: each variant's stage 2)")
-    g = parser.add_argument_group("cogent")
+    g = parser.add_argument_group("cogent, numbers")
     g.add_argument("--data", nargs="+", help="condition-A training folder(s) (required)")
     g.add_argument("--val", nargs="+", help="held-out dataset folders (e.g. valA valB) (required)")
+    g.add_argument("--tower", help="numbers: the frozen stage-1 tower (a vision.safetensors) every run shares")
+    g.add_argument("--sizes", nargs="+", type=int, default=[],
+                   help="numbers: training-set sizes N (the first N scenes of --data)")
     g.add_argument("--model", help="IG-LLM model folder to compare (default: the shipped model)")
     g.add_argument("--seed", type=int, default=1)
     add_size_arguments(parser)
@@ -142,6 +145,9 @@ def run_cogent(args) -> dict:
 def main(args) -> int:
     args.out = args.out or f"runs/experiments/{args.name}"
     args.results = args.results or f"docs/results/{args.name}"
+    if args.name == "numbers":
+        from . import numbers_curve
+        return numbers_curve.main(args)
     if args.name != "cogent":
         from . import experiment_tasks
         return experiment_tasks.main(args.name, args)
