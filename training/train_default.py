@@ -18,13 +18,16 @@ another machine picks up where it stopped):
    --whiten-features``, docs/model.md) into ``ROOT/runs/default/finetune/model``
    (``--ft-steps 0`` stops after the first part). Stage 1 and these two parts read only
    the first ``--first-count`` training scenes (``train --limit``); a third part, again
-   whitened, continues on all of them into ``ROOT/runs/default/finetune2/model``
+   whitened, continues on the first ``--mid-count`` into ``ROOT/runs/default/finetune2/model``
    (``--ft2-steps 0`` skips it);
 4. CoGenT without the shortcut: the tower continues stage 1 with per-object recolouring
-   (``train --stage 1 --stage1-init … --recolour``, training/recolour.py) into
-   ``ROOT/runs/default/recolour_tower/stage1``, and a fourth stage-2 part puts the LM on that
-   tower, recolouring there too (``train --init-from … --vision-weights … --recolour``)
-   into ``ROOT/runs/default/finetune3/model`` (``--recolour-steps 0`` skips both);
+   (``train --stage 1 --stage1-init … --recolour``, training/recolour.py) on the first
+   ``--mid-count`` scenes into ``ROOT/runs/default/recolour_tower/stage1``, and a fourth
+   stage-2 part puts the LM on that tower, recolouring there too (``train --init-from …
+   --vision-weights … --recolour``) into ``ROOT/runs/default/finetune3/model``
+   (``--recolour-steps 0`` skips both); a fifth part continues it on all the training
+   scenes, recolouring still, into ``ROOT/runs/default/finetune4/model`` (``--ft4-steps 0``
+   skips it);
 5. ``predict`` + ``evaluate`` on the held-out sets into ``ROOT/runs/eval/default``;
 6. the metrics table goes into the model's ``card.md``; the model is copied to
    ``model/default/`` (atomically), unless ``--no-install``.
@@ -48,19 +51,23 @@ from ..errors import UserError
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_DIR = PACKAGE_ROOT / "model" / "default"
 FT3_STEPS = 2604      # v7 part 4: what `--time-budget 85` chose on the 2-core CPU
+FT4_STEPS = 1855      # v8 part 5: what `--time-budget 70` chose on the 2-core CPU
 
-# the default recipe: the shipped v7 (model/default/card.md), run on the 2-core CPU build machine
-# (its parts 2 and 4 step counts came from `--time-budget`; here they are fixed). v5 = parts 1-2
+# the default recipe: the shipped v8 (model/default/card.md), run on the 2-core CPU build machine
+# (its parts 2, 4 and 5 step counts came from `--time-budget`; here they are fixed). v5 = parts 1-2
 # on the first 2,500 scenes; v6 adds part 3 on 7,500 (the first 2,500 + 5,000 more, same seed);
-# v7 = the recoloured tower + part 4.
-RECIPE = {"train_count": 7500, "first_count": 2500, "stage1_steps": 800, "stage1_batch_size": 32, "stage1_lr": 2e-3,
+# v7 = the recoloured tower (7,500) + part 4 (7,500); v8 = part 5 on 11,000 (3,500 more, same seed).
+RECIPE = {"train_count": 11000, "first_count": 2500, "mid_count": 7500,
+          "stage1_steps": 800, "stage1_batch_size": 32, "stage1_lr": 2e-3,
           "steps": 1294, "warmup_steps": 50, "batch_size": 32, "lr": 1e-3, "mirror": 0.5,
           # stage 2, second part: whitened tower tokens, a fresh warm-up + cosine, the next seed
           "ft_steps": 2541, "ft_lr": 1e-3,
           # stage 2, third part: whitened again, on all the training scenes, a gentler peak
           "ft2_steps": 1600, "ft2_lr": 5e-4,
           # the tower again, continued with per-object recolouring; stage 2's fourth part on it
-          "recolour": 0.5, "recolour_steps": 1000, "recolour_lr": 1e-3, "ft3_steps": FT3_STEPS, "ft3_lr": 1e-3}
+          "recolour": 0.5, "recolour_steps": 1000, "recolour_lr": 1e-3, "ft3_steps": FT3_STEPS, "ft3_lr": 1e-3,
+          # stage 2, fifth part: the same tower, on all the training scenes, a gentler peak again
+          "ft4_steps": FT4_STEPS, "ft4_lr": 5e-4}
 
 
 class TrainDefaultError(UserError, RuntimeError):
@@ -73,7 +80,10 @@ def add_arguments(parser) -> None:
                         help=f"training images, condition A (default {RECIPE['train_count']})")
     parser.add_argument("--first-count", type=int, default=RECIPE["first_count"],
                         help="stage 1 and stage 2 parts 1-2 read the first N training images only "
-                             f"(default {RECIPE['first_count']}; the third part reads all)")
+                             f"(default {RECIPE['first_count']})")
+    parser.add_argument("--mid-count", type=int, default=RECIPE["mid_count"],
+                        help="stage 2 parts 3-4 and the recoloured tower read the first N training images "
+                             f"(default {RECIPE['mid_count']}; the fifth part reads all)")
     parser.add_argument("--val-count", type=int, default=500, help="images per held-out set (default 500)")
     parser.add_argument("--seed", type=int, default=1, help="data seed S (held-out sets use S+1 for A, S+2 for B; default 1)")
     parser.add_argument("--size", help="training render size WxH (default: the generator's)")
@@ -100,6 +110,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ft3-steps", type=int, default=RECIPE["ft3_steps"],
                         help=f"stage 2 fourth part, on the recoloured tower (default {RECIPE['ft3_steps']})")
     parser.add_argument("--ft3-lr", type=float, default=RECIPE["ft3_lr"])
+    parser.add_argument("--ft4-steps", type=int, default=RECIPE["ft4_steps"],
+                        help=f"stage 2 fifth part, all training images (default {RECIPE['ft4_steps']}; 0 = skip)")
+    parser.add_argument("--ft4-lr", type=float, default=RECIPE["ft4_lr"])
     parser.add_argument("--stage1-steps", type=int, default=RECIPE["stage1_steps"])
     parser.add_argument("--stage1-batch-size", type=int, default=RECIPE["stage1_batch_size"])
     parser.add_argument("--stage1-lr", type=float, default=RECIPE["stage1_lr"])
@@ -182,19 +195,19 @@ def train(run: Path, data: Path, args, extra: list[str] = (), preset: str | None
               "--steps", str(args.steps), "--warmup-steps", str(RECIPE["warmup_steps"]), "--mirror", str(args.mirror),
               "--stage1-steps", str(args.stage1_steps), "--stage1-batch-size", str(args.stage1_batch_size),
               "--stage1-lr", str(args.stage1_lr), "--device", args.device, "--workers", str(args.workers),
-              "--seed", str(args.seed), "--cache-images") + _limit(args)
+              "--seed", str(args.seed), "--cache-images") + _limit(args.first_count, args)
     if args.bf16:
         cmd.append("--bf16")
     _run(cmd + list(extra), f"train {run.name}")
     return model
 
 
-def _limit(args) -> list[str]:
-    """`train --limit` for the steps that read only the first --first-count scenes."""
-    return ["--limit", str(args.first_count)] if args.first_count < args.train_count else []
+def _limit(count: int, args) -> list[str]:
+    """`train --limit` for a step that reads only the first `count` training scenes."""
+    return ["--limit", str(count)] if count < args.train_count else []
 
 
-def recolour_tower(run: Path, base_stage1: Path, data: Path, args, seed: int) -> Path:
+def recolour_tower(run: Path, base_stage1: Path, data: Path, args, seed: int, extra: Sequence[str] = ()) -> Path:
     """Stage 1 again: continue the finished tower in `base_stage1` with per-object
     recolouring into ``run/stage1``; returns its vision weights."""
     weights = run / "stage1" / "vision.safetensors"
@@ -205,7 +218,7 @@ def recolour_tower(run: Path, base_stage1: Path, data: Path, args, seed: int) ->
               "--stage1-init", str(base_stage1), "--recolour", str(args.recolour),
               "--stage1-steps", str(args.recolour_steps), "--stage1-batch-size", str(args.stage1_batch_size),
               "--stage1-lr", str(args.recolour_lr), "--device", args.device, "--workers", str(args.workers),
-              "--seed", str(seed))
+              "--seed", str(seed), *extra)
     _run(cmd, f"recolour tower {run.name}")
     return weights
 
@@ -279,15 +292,21 @@ def main(args) -> int:
 
     run = root / "runs" / "default"
     first = model = train(run, train_data, args)
+    mid = _limit(args.mid_count, args)
     if args.ft_steps > 0:
         model = fine_tune(run / "finetune", model, train_data, args, args.ft_steps, args.ft_lr, args.seed + 1,
-                          _limit(args))
+                          _limit(args.first_count, args))
     if args.ft2_steps > 0:
-        model = fine_tune(run / "finetune2", model, train_data, args, args.ft2_steps, args.ft2_lr, args.seed + 2)
+        model = fine_tune(run / "finetune2", model, train_data, args, args.ft2_steps, args.ft2_lr, args.seed + 2,
+                          mid)
+    recolour = ["--recolour", str(args.recolour)] if args.recolour_steps > 0 else []
     if args.recolour_steps > 0:
-        tower = recolour_tower(run / "recolour_tower", run / "stage1", train_data, args, args.seed + 3)
+        tower = recolour_tower(run / "recolour_tower", run / "stage1", train_data, args, args.seed + 3, mid)
         model = fine_tune(run / "finetune3", model, train_data, args, args.ft3_steps, args.ft3_lr, args.seed + 4,
-                          ["--vision-weights", str(tower), "--recolour", str(args.recolour)])
+                          ["--vision-weights", str(tower), *recolour, *mid])
+    if args.ft4_steps > 0:
+        model = fine_tune(run / "finetune4", model, train_data, args, args.ft4_steps, args.ft4_lr, args.seed + 5,
+                          recolour)
     summaries = evaluate(model, sets, root / "runs" / "eval" / "default", args)
     add_metrics_to_card(model, summaries, args)
     from .report import format_table
