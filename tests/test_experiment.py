@@ -115,10 +115,15 @@ def test_numbers_curve_head_and_char_per_size_then_nothing_again(sets, tmp_path,
 @pytest.mark.parametrize("drop, message", [
     ("--tower", "experiment numbers needs --tower, a stage-1 vision.safetensors"),
     ("--sizes", "--sizes needs training-set sizes of 1 or more, not none"),
+    ("", "t.safetensors cannot be read"),           # the tower file is not a safetensors file
 ])
 def test_numbers_curve_bad_input_one_sentence(sets, tmp_path, capsys, drop, message):
     _, train, val = sets
-    (tmp_path / "t.safetensors").write_bytes(b"x")
+    import numpy as np
+    from safetensors.numpy import save_file
+    save_file({"visual.stem.weight": np.zeros(1, np.float32)}, str(tmp_path / "t.safetensors"))
+    if drop == "":                                # damaged: not a safetensors file at all
+        (tmp_path / "t.safetensors").write_bytes(b"x")
     opts = {"--tower": [str(tmp_path / "t.safetensors")], "--sizes": ["4"]}
     argv = ["experiment", "numbers", "--data", str(train), "--val", str(val), "--out", str(tmp_path / "w"),
             "--results", str(tmp_path / "r")]

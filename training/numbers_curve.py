@@ -70,6 +70,16 @@ def check_inputs(args) -> None:
     if not Path(args.tower).is_file():
         raise ExperimentError(f"Tower file {args.tower} does not exist; train one with `ig_llm train --stage 1` "
                               "or pass another --tower.")
+    try:    # read the header now: a damaged file must not leave a half-made run behind
+        from safetensors import safe_open
+        with safe_open(args.tower, "numpy") as f:
+            has_tower = any(k.startswith("visual.") for k in f.keys())
+    except Exception as err:
+        raise ExperimentError(f"Tower file {args.tower} cannot be read ({err}); train it again with "
+                              "`ig_llm train --stage 1` or pass another --tower.") from None
+    if not has_tower:
+        raise ExperimentError(f"Tower file {args.tower} holds no stage-1 tower (no visual.* tensors); pass the "
+                              "vision.safetensors a `train --stage 1` run wrote.")
     missing = next((d for d in [*args.data, *args.val] if not (Path(d) / "scenes.json").is_file()), None)
     if missing:
         raise ExperimentError(f"Dataset folder {missing} has no scenes.json; render it with `ig_llm generate`.")
