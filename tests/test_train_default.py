@@ -1,7 +1,7 @@
 """`ig_llm train-default` end to end at toy sizes: real renders with their per-pixel
 truth, dense stage 1, stage 2 with mirror augmentation, its whitened second part (both on
 the first N scenes), third part, recoloured tower and fourth part (the first M), fifth part
-(all scenes), predict, evaluate, card — and a second run that finds every step done and
+(the first K) and sixth part (all scenes), predict, evaluate, card — and a second run that finds every step done and
 skips it (how a killed run resumes)."""
 import json
 import os
@@ -19,7 +19,7 @@ ARGS = ["--train-count", "5", "--val-count", "2", "--no-480", "--size", "72x48",
         "--render-workers", "1", "--steps", "3", "--batch-size", "2", "--stage1-steps", "2",
         "--stage1-batch-size", "4", "--ft-steps", "2", "--first-count", "3", "--ft2-steps", "2",
         "--mid-count", "4", "--recolour-steps", "2", "--ft3-steps", "2", "--ft4-steps", "2",
-        "--workers", "0", "--device", "cpu", "--no-install"]
+        "--ft4-count", "4", "--ft5-steps", "2", "--workers", "0", "--device", "cpu", "--no-install"]
 
 
 def _train_default(root: Path) -> subprocess.CompletedProcess:
@@ -52,11 +52,16 @@ def test_train_default_runs_every_step_and_resumes(tmp_path):
     assert tower["images"] == 4
     part4 = (runs / "default" / "finetune3" / "model" / "card.md").read_text()
     assert "finetune2/model" in part4 and "per-object recolouring p=0.5" in part4 and "data: 4 images" in part4
-    # the fifth part: the same tower, all 5 scenes, still recoloured; the final card has the metrics
-    final = runs / "default" / "finetune4" / "model"
+    # the fifth part: the same tower, the first 4 (--ft4-count), still recoloured
+    part5 = (runs / "default" / "finetune4" / "model" / "card.md").read_text()
+    assert "finetune3/model" in part5 and "data: 4 images" in part5
+    assert "recolouring (colour words follow) with probability 0.5" in part5
+    # the sixth: all 5 scenes, still recoloured; the final card has the metrics
+    final = runs / "default" / "finetune5" / "model"
     card = (final / "card.md").read_text()
-    assert "finetune3/model" in card and "data: 5 images" in card and "## Metrics" in card
+    assert "finetune4/model" in card and "data: 5 images" in card and "## Metrics" in card
     assert "recolouring (colour words follow) with probability 0.5" in card
+    assert "vision weights: the initial model's" in card      # still the recoloured tower
     for s in ("A", "B"):
         summary = json.loads((runs / "eval" / "default" / f"{s}.metrics.json").read_text())["summary"]
         assert summary["scenes"] == 2
@@ -64,5 +69,5 @@ def test_train_default_runs_every_step_and_resumes(tmp_path):
     before = (final / "model.safetensors").read_bytes()
     second = _train_default(tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert second.stdout.count("skipped") >= 9
+    assert second.stdout.count("skipped") >= 10
     assert (final / "model.safetensors").read_bytes() == before

@@ -25,9 +25,10 @@ another machine picks up where it stopped):
    ``--mid-count`` scenes into ``ROOT/runs/default/recolour_tower/stage1``, and a fourth
    stage-2 part puts the LM on that tower, recolouring there too (``train --init-from …
    --vision-weights … --recolour``) into ``ROOT/runs/default/finetune3/model``
-   (``--recolour-steps 0`` skips both); a fifth part continues it on all the training
-   scenes, recolouring still, into ``ROOT/runs/default/finetune4/model`` (``--ft4-steps 0``
-   skips it);
+   (``--recolour-steps 0`` skips both); a fifth part continues it on the first
+   ``--ft4-count`` scenes, recolouring still, into ``ROOT/runs/default/finetune4/model``, and a
+   sixth on all of them into ``ROOT/runs/default/finetune5/model`` (``--ft4-steps 0`` /
+   ``--ft5-steps 0`` skip them); every later part is one row of ``LATER_PARTS``;
 5. ``predict`` + ``evaluate`` on the held-out sets into ``ROOT/runs/eval/default``;
 6. the metrics table goes into the model's ``card.md``; the model is copied to
    ``model/default/`` (atomically), unless ``--no-install``.
@@ -42,6 +43,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -52,12 +54,14 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_DIR = PACKAGE_ROOT / "model" / "default"
 FT3_STEPS = 2604      # v7 part 4: what `--time-budget 85` chose on the 2-core CPU
 FT4_STEPS = 1855      # v8 part 5: what `--time-budget 70` chose on the 2-core CPU
+FT5_STEPS = 0         # v9 part 6: set from what its `--time-budget` chooses
 
-# the default recipe: the shipped v8 (model/default/card.md), run on the 2-core CPU build machine
-# (its parts 2, 4 and 5 step counts came from `--time-budget`; here they are fixed). v5 = parts 1-2
+# the default recipe: the shipped v9 (model/default/card.md), run on the 2-core CPU build machine
+# (its parts 2, 4, 5 and 6 step counts came from `--time-budget`; here they are fixed). v5 = parts 1-2
 # on the first 2,500 scenes; v6 adds part 3 on 7,500 (the first 2,500 + 5,000 more, same seed);
-# v7 = the recoloured tower (7,500) + part 4 (7,500); v8 = part 5 on 11,000 (3,500 more, same seed).
-RECIPE = {"train_count": 11000, "first_count": 2500, "mid_count": 7500,
+# v7 = the recoloured tower (7,500) + part 4 (7,500); v8 = part 5 on 11,000 (3,500 more, same seed);
+# v9 = part 6 on 16,000 (5,000 more, same seed).
+RECIPE = {"train_count": 16000, "first_count": 2500, "mid_count": 7500, "ft4_count": 11000,
           "stage1_steps": 800, "stage1_batch_size": 32, "stage1_lr": 2e-3,
           "steps": 1294, "warmup_steps": 50, "batch_size": 32, "lr": 1e-3, "mirror": 0.5,
           # stage 2, second part: whitened tower tokens, a fresh warm-up + cosine, the next seed
@@ -66,8 +70,25 @@ RECIPE = {"train_count": 11000, "first_count": 2500, "mid_count": 7500,
           "ft2_steps": 1600, "ft2_lr": 5e-4,
           # the tower again, continued with per-object recolouring; stage 2's fourth part on it
           "recolour": 0.5, "recolour_steps": 1000, "recolour_lr": 1e-3, "ft3_steps": FT3_STEPS, "ft3_lr": 1e-3,
-          # stage 2, fifth part: the same tower, on all the training scenes, a gentler peak again
-          "ft4_steps": FT4_STEPS, "ft4_lr": 5e-4}
+          # stage 2, fifth and sixth parts: the same tower, on more scenes each, a gentler peak again
+          "ft4_steps": FT4_STEPS, "ft4_lr": 5e-4, "ft5_steps": FT5_STEPS, "ft5_lr": 5e-4}
+
+
+@dataclass(frozen=True)
+class LaterPart:
+    """A stage-2 part after the first: continue the previous model with whitened tower tokens."""
+    folder: str             # ROOT/runs/default/<folder>
+    option: str             # its options: --<option>-steps, --<option>-lr (0 steps = skip it)
+    seed_offset: int        # its seed: --seed + this
+    reads: str | None       # the option that says how many training scenes it reads (None: all)
+    new_tower: bool = False  # the first part on the recoloured tower (trained just before it)
+
+
+LATER_PARTS = (LaterPart("finetune", "ft", 1, "first_count"),
+               LaterPart("finetune2", "ft2", 2, "mid_count"),
+               LaterPart("finetune3", "ft3", 4, "mid_count", new_tower=True),
+               LaterPart("finetune4", "ft4", 5, "ft4_count"),
+               LaterPart("finetune5", "ft5", 6, None))
 
 
 class TrainDefaultError(UserError, RuntimeError):
@@ -83,7 +104,10 @@ def add_arguments(parser) -> None:
                              f"(default {RECIPE['first_count']})")
     parser.add_argument("--mid-count", type=int, default=RECIPE["mid_count"],
                         help="stage 2 parts 3-4 and the recoloured tower read the first N training images "
-                             f"(default {RECIPE['mid_count']}; the fifth part reads all)")
+                             f"(default {RECIPE['mid_count']})")
+    parser.add_argument("--ft4-count", type=int, default=RECIPE["ft4_count"],
+                        help=f"stage 2 part 5 reads the first N training images (default {RECIPE['ft4_count']}; "
+                             "the sixth part reads all)")
     parser.add_argument("--val-count", type=int, default=500, help="images per held-out set (default 500)")
     parser.add_argument("--seed", type=int, default=1, help="data seed S (held-out sets use S+1 for A, S+2 for B; default 1)")
     parser.add_argument("--size", help="training render size WxH (default: the generator's)")
@@ -111,8 +135,11 @@ def add_arguments(parser) -> None:
                         help=f"stage 2 fourth part, on the recoloured tower (default {RECIPE['ft3_steps']})")
     parser.add_argument("--ft3-lr", type=float, default=RECIPE["ft3_lr"])
     parser.add_argument("--ft4-steps", type=int, default=RECIPE["ft4_steps"],
-                        help=f"stage 2 fifth part, all training images (default {RECIPE['ft4_steps']}; 0 = skip)")
+                        help=f"stage 2 fifth part, the first --ft4-count images (default {RECIPE['ft4_steps']}; 0 = skip)")
     parser.add_argument("--ft4-lr", type=float, default=RECIPE["ft4_lr"])
+    parser.add_argument("--ft5-steps", type=int, default=RECIPE["ft5_steps"],
+                        help=f"stage 2 sixth part, all training images (default {RECIPE['ft5_steps']}; 0 = skip)")
+    parser.add_argument("--ft5-lr", type=float, default=RECIPE["ft5_lr"])
     parser.add_argument("--stage1-steps", type=int, default=RECIPE["stage1_steps"])
     parser.add_argument("--stage1-batch-size", type=int, default=RECIPE["stage1_batch_size"])
     parser.add_argument("--stage1-lr", type=float, default=RECIPE["stage1_lr"])
@@ -241,6 +268,30 @@ def fine_tune(run: Path, base: Path, data: Path, args, steps: int, lr: float, se
     return model
 
 
+def later_parts(run: Path, model: Path, data: Path, args) -> Path:
+    """Stage 2's later parts (LATER_PARTS) in order from `model`, each skipped at 0 steps; the
+    recoloured tower is trained (on the first --mid-count scenes) right before the part that
+    first reads it, and every part after it recolours too (--recolour-steps 0: neither)."""
+    recolour = ["--recolour", str(args.recolour)] if args.recolour_steps > 0 else []
+    on_new_tower = False
+    for part in LATER_PARTS:
+        steps, lr = getattr(args, f"{part.option}_steps"), getattr(args, f"{part.option}_lr")
+        if part.new_tower:
+            on_new_tower = bool(recolour)
+            if not recolour:
+                continue
+        if steps <= 0:
+            continue
+        extra = _limit(getattr(args, part.reads), args) if part.reads else []
+        if part.new_tower:
+            tower = recolour_tower(run / "recolour_tower", run / "stage1", data, args, args.seed + 3,
+                                   _limit(args.mid_count, args))
+            extra = ["--vision-weights", str(tower), *extra]
+        model = fine_tune(run / part.folder, model, data, args, steps, lr, args.seed + part.seed_offset,
+                          [*extra, *(recolour if on_new_tower else [])])
+    return model
+
+
 def evaluate(model: Path, sets: dict[str, Path], out_dir: Path, args) -> dict:
     """{set name: summary}; predictions and metrics files are reused when present and made
     by the same `model` (``out_dir/model.txt``; another model's are deleted first)."""
@@ -292,21 +343,7 @@ def main(args) -> int:
 
     run = root / "runs" / "default"
     first = model = train(run, train_data, args)
-    mid = _limit(args.mid_count, args)
-    if args.ft_steps > 0:
-        model = fine_tune(run / "finetune", model, train_data, args, args.ft_steps, args.ft_lr, args.seed + 1,
-                          _limit(args.first_count, args))
-    if args.ft2_steps > 0:
-        model = fine_tune(run / "finetune2", model, train_data, args, args.ft2_steps, args.ft2_lr, args.seed + 2,
-                          mid)
-    recolour = ["--recolour", str(args.recolour)] if args.recolour_steps > 0 else []
-    if args.recolour_steps > 0:
-        tower = recolour_tower(run / "recolour_tower", run / "stage1", train_data, args, args.seed + 3, mid)
-        model = fine_tune(run / "finetune3", model, train_data, args, args.ft3_steps, args.ft3_lr, args.seed + 4,
-                          ["--vision-weights", str(tower), *recolour, *mid])
-    if args.ft4_steps > 0:
-        model = fine_tune(run / "finetune4", model, train_data, args, args.ft4_steps, args.ft4_lr, args.seed + 5,
-                          recolour)
+    model = later_parts(run, first, train_data, args)
     summaries = evaluate(model, sets, root / "runs" / "eval" / "default", args)
     add_metrics_to_card(model, summaries, args)
     from .report import format_table
