@@ -62,6 +62,11 @@ def test_experiment_end_to_end_then_nothing_again(name, tmp_path, capsys):
         from ig_llm.tools.probe2d import tower_errors
         errs = tower_errors(tower.parent, tmp_path / "w" / "data" / "test")
         assert 0.0 <= errs["l2_test"] < 2.0 and set(errs) == {"l2_test", "l2_in_cells", "l2_between_cells"}
+        # and the token read: a linear map from the dot's LM token, fitted on the training points
+        from ig_llm.tools.probe2d import token_read_errors
+        read = token_read_errors(tower.parent, tmp_path / "w" / "data" / "train", tmp_path / "w" / "data" / "test")
+        assert set(read) == {"token_read_l2_test", "token_read_l2_in_cells", "token_read_l2_between_cells"}
+        assert 0.0 <= read["token_read_l2_test"] < 2.0
     else:
         assert "rot_err_ood" in table["rows"]["6d-head"]
     before = _stamps(tmp_path / "w")
@@ -92,12 +97,26 @@ def test_foreign_dataset_one_sentence(tmp_path, capsys):
     assert not (tmp_path / "r" / "table.md").exists()
 
 
-def test_so3_has_no_generic_world(tmp_path, capsys):
-    assert _run("so3", tmp_path, "--tower-world", "generic") == 2
+@pytest.mark.parametrize("world", ["generic", "both"])
+def test_so3_has_no_generic_world(world, tmp_path, capsys):
+    assert _run("so3", tmp_path, "--tower-world", world) == 2
     err = capsys.readouterr().err.strip()
     assert err == ("ig_llm experiment: experiment so3 has no generic world for its tower; drop --tower-world "
-                   "generic (its tower trains on its own renders).")
+                   f"{world} (its tower trains on its own renders).")
     assert not (tmp_path / "w").exists()
+
+
+def test_tower_data_per_world():
+    folders = {"train": Path("train"), "test": Path("test"), "tower": Path("tower")}
+    args = Namespace(train_count=7, tower_count=5, tower_world="task")
+    assert et.tower_data(folders, args) == ([Path("train")], 7)
+    args.tower_world = "generic"
+    assert et.tower_data(folders, args) == ([Path("tower")], 5)
+    args.tower_world = "both"                          # the training renders first, then the generic world
+    assert et.tower_data(folders, args) == ([Path("train"), Path("tower")], 12)
+    assert et.needed_sets("2d", args) == ["train", "test", "heldout", "tower"]
+    args.tower_world = "task"
+    assert et.needed_sets("2d", args) == ["train", "test", "heldout"]
 
 
 def test_cogent_still_needs_its_folders(tmp_path, capsys):
@@ -116,7 +135,7 @@ def test_pure_parts():
     argv = et.train_argv(Path("run"), Path("data"), "head", "2d", args, seed=0, tower=Path("t.safetensors"))
     assert "--train-vision" not in argv and argv[argv.index("--vision-weights") + 1] == "t.safetensors"
     assert "--whiten-features" in argv
-    s1 = et.stage1_argv(Path("s1"), Path("data"), 11, "2d", args)
+    s1 = et.stage1_argv(Path("s1"), [Path("data")], 11, "2d", args)
     assert s1[s1.index("--stage1-steps") + 1] == "9" and s1[s1.index("--hue-prob") + 1] == "0"
     assert s1[s1.index("--limit") + 1] == "11"
     assert et.needed_sets("2d", Namespace(tower_world="task")) == ["train", "test", "heldout"]

@@ -27,7 +27,9 @@ default its task's training renders; for ``2d``, ``generic`` trains it instead o
 world (``OUT/data/tower``: a disc of random colour and radius on a random background,
 anywhere on the canvas — never the task's red dot on white), as CLIP saw the web and not
 the task: the checkerboard tower never saw a dot between the cells and regresses positions
-there less well (README, "The paper's other experiments"). Every variant of an experiment shares that one
+there less well (README, "The paper's other experiments"); ``both`` trains it on the training
+renders and the generic world together (its read-out keeps the first's precision in the cells
+and the second's between them: docs/results/2d_generic/tower_probe.md). Every variant of an experiment shares that one
 tower, so the table compares only what stage 2 changes. Input size: ``IMAGE_SIZE`` square
 (the renders are 336 x 336).
 """
@@ -63,6 +65,7 @@ DEFAULTS = {"2d": dict(train_count=1000, test_count=250, steps=300, batch_size=3
             "so3": dict(train_count=2000, test_count=200, steps=300, batch_size=32, stage1_steps=1500,
                         tower_world="task")}
 TRAINING_SETS = ("train", "tower")     # the others are test sets
+TOWER_WORLDS = ("task", "generic", "both")   # --tower-world: what the frozen tower's stage 1 reads
 LR = 1e-3            # small model trained from scratch, tower included: higher than train's default
 SAVE_EVERY = 100     # a killed run loses at most this many steps
 
@@ -79,7 +82,7 @@ def variants(name: str, representations=REPRESENTATIONS) -> list[tuple[str, str,
 
 def check_sizes(args) -> None:
     flags = ["train_count", "test_count", "steps", "batch_size", "stage1_steps"]
-    if args.tower_world == "generic":
+    if uses_generic_world(args):
         flags.append("tower_count")
     for flag in flags:
         value = getattr(args, flag)
@@ -87,10 +90,14 @@ def check_sizes(args) -> None:
             raise ExperimentError(f"--{flag.replace('_', '-')} {value} is too small; pass 1 or more.")
 
 
+def uses_generic_world(args) -> bool:
+    return args.tower_world in ("generic", "both")
+
+
 def check_tower_world(name: str, args) -> None:
-    if args.tower_world == "generic" and "tower" not in DATASETS[name]:
-        raise ExperimentError(f"experiment {name} has no generic world for its tower; drop --tower-world generic "
-                              "(its tower trains on its own renders).")
+    if uses_generic_world(args) and "tower" not in DATASETS[name]:
+        raise ExperimentError(f"experiment {name} has no generic world for its tower; drop --tower-world "
+                              f"{args.tower_world} (its tower trains on its own renders).")
 
 
 def check_dataset(folder: Path, domain: str, condition: str, split: str) -> None:
@@ -128,10 +135,10 @@ def _sets(domain: str, args) -> list[str]:
     return [a for k, v in sets.items() for a in ("--set", f"{k}={json.dumps(v)}")]
 
 
-def stage1_argv(run: Path, data: Path, count: int, domain: str, args) -> list[str]:
+def stage1_argv(run: Path, data: list[Path], count: int, domain: str, args) -> list[str]:
     """The resumable dense stage-1 line of a task's frozen tower on the first `count` renders
-    of `data`, seed 0, no hue rotation."""
-    return ["train", "--data", str(data), "--out", str(run), "--stage", "1", "--stage1-steps", str(args.stage1_steps),
+    of the `data` folders (in order), seed 0, no hue rotation."""
+    return ["train", "--data", *map(str, data), "--out", str(run), "--stage", "1", "--stage1-steps", str(args.stage1_steps),
             "--stage1-batch-size", str(args.batch_size), "--stage1-lr", "2e-3", "--hue-prob", "0",
             "--seed", "0", "--limit", str(count), "--workers", "0", "--save-every", str(SAVE_EVERY),
             "--quiet", "--resume"] + _sets(domain, args)
@@ -148,19 +155,27 @@ def train_argv(run: Path, data: Path, numbers: str, domain: str, args, seed: int
     return argv + _sets(domain, args)
 
 
+def tower_data(folders: dict[str, Path], args) -> tuple[list[Path], int]:
+    """(folders, how many renders) the tower's stage 1 reads for ``--tower-world``; each folder
+    holds exactly its count (generate refuses a smaller --count over more renders)."""
+    train, tower = folders["train"], folders.get("tower")
+    return {"task": ([train], args.train_count),
+            "generic": ([tower], args.tower_count),
+            "both": ([train, tower], args.train_count + args.tower_count)}[args.tower_world]
+
+
 def train_tower(out: Path, folders: dict[str, Path], domain: str, args) -> Path:
     """The experiment's dense stage 1 into ``OUT/stage1`` (resumed or skipped), on the world
     ``--tower-world`` names; returns its vision weights."""
     run = out / "stage1"
-    data, count = ((folders["tower"], args.tower_count) if args.tower_world == "generic"
-                   else (folders["train"], args.train_count))
+    data, count = tower_data(folders, args)
     return run_train(run, stage1_argv(run, data, count, domain, args), run / "stage1" / "vision.safetensors",
                      "its tower", args.threads)
 
 
 def needed_sets(name: str, args) -> list[str]:
     """The experiment's datasets this run renders: the generic world only when the tower sees it."""
-    return [s for s in DATASETS[name] if s != "tower" or args.tower_world == "generic"]
+    return [s for s in DATASETS[name] if s != "tower" or uses_generic_world(args)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -390,10 +405,10 @@ def add_size_arguments(parser) -> None:
     g.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds, one run each (default 0)")
     g.add_argument("--stage1-steps", type=int, help="stage-1 steps of the experiment's frozen tower (2d %d, so3 %d)"
                    % (DEFAULTS["2d"]["stage1_steps"], DEFAULTS["so3"]["stage1_steps"]))
-    g.add_argument("--tower-world", choices=("generic", "task"),
+    g.add_argument("--tower-world", choices=TOWER_WORLDS,
                    help="what the frozen tower's stage 1 sees: task (default: the training renders) or, 2d only, "
-                        "generic (random discs on random backgrounds, anywhere on the canvas)")
-    g.add_argument("--tower-count", type=int, help="2d --tower-world generic: its renders (default %d)"
+                        "generic (random discs on random backgrounds, anywhere on the canvas) or both")
+    g.add_argument("--tower-count", type=int, help="2d --tower-world generic/both: its generic renders (default %d)"
                    % DEFAULTS["2d"]["tower_count"])
     g.add_argument("--image-size", type=int, default=IMAGE_SIZE, help=f"square model input (default {IMAGE_SIZE})")
     g.add_argument("--representations", nargs="+", choices=REPRESENTATIONS,
@@ -421,9 +436,11 @@ def main(name: str, args) -> int:
     text = (f"# {title}\n\n{s['train_count']} training renders, {s['test_count']} per test set, "
             f"{s['steps']} steps x {s['batch_size']}, seeds {s['seeds']}, {s['image_size']} px input, "
             + f"tower from a {s['stage1_steps']}-step stage 1 on "
-            + ("the same renders" if s["tower_world"] == "task" else
-               f"{s['tower_count']} renders of a generic world (random disc colour, radius and background, "
-               "anywhere on the canvas; never the task's own look)")
+            + {"task": "the same renders",
+               "generic": f"{s['tower_count']} renders of a generic world (random disc colour, radius and "
+                          "background, anywhere on the canvas; never the task's own look)",
+               "both": f"the same renders and {s['tower_count']} renders of a generic world (random disc "
+                       "colour, radius and background, anywhere on the canvas)"}[s["tower_world"]]
             + ", frozen and whitened in stage 2"
             + " (no frozen CLIP: see docs/experiments.md).\n"
             f"Metric: {metric}.\nCommand: `{command_line(name, args)}`\n\n"
@@ -448,7 +465,7 @@ def command_line(name: str, args) -> str:
         parts.append(f"--stage1-steps {args.stage1_steps}")
     if args.tower_world != DEFAULTS[name]["tower_world"]:
         parts.append(f"--tower-world {args.tower_world}")
-    if args.tower_world == "generic" and args.tower_count != DEFAULTS[name].get("tower_count"):
+    if uses_generic_world(args) and args.tower_count != DEFAULTS[name].get("tower_count"):
         parts.append(f"--tower-count {args.tower_count}")
     if name == "so3" and args.representations:
         parts.append("--representations " + " ".join(args.representations))
