@@ -108,6 +108,8 @@ def test_so3_has_no_generic_world(world, tmp_path, capsys):
 
 def test_tower_data_per_world():
     folders = {"train": Path("train"), "test": Path("test"), "tower": Path("tower")}
+    assert et.tower_data(folders, Namespace(train_count=7, tower_count=None, tower_world="task")) == \
+        ([Path("train")], 7)                           # so3: no generic world, no tower_count
     args = Namespace(train_count=7, tower_count=5, tower_world="task")
     assert et.tower_data(folders, args) == ([Path("train")], 7)
     args.tower_world = "generic"

@@ -158,10 +158,11 @@ def train_argv(run: Path, data: Path, numbers: str, domain: str, args, seed: int
 def tower_data(folders: dict[str, Path], args) -> tuple[list[Path], int]:
     """(folders, how many renders) the tower's stage 1 reads for ``--tower-world``; each folder
     holds exactly its count (generate refuses a smaller --count over more renders)."""
-    train, tower = folders["train"], folders.get("tower")
-    return {"task": ([train], args.train_count),
-            "generic": ([tower], args.tower_count),
-            "both": ([train, tower], args.train_count + args.tower_count)}[args.tower_world]
+    if args.tower_world == "generic":
+        return [folders["tower"]], args.tower_count
+    if args.tower_world == "both":
+        return [folders["train"], folders["tower"]], args.train_count + args.tower_count
+    return [folders["train"]], args.train_count          # task (so3 has no tower_count at all)
 
 
 def train_tower(out: Path, folders: dict[str, Path], domain: str, args) -> Path:
