@@ -79,16 +79,18 @@ class LaterPart:
     """A stage-2 part after the first: continue the previous model with whitened tower tokens."""
     folder: str             # ROOT/runs/default/<folder>
     option: str             # its options: --<option>-steps, --<option>-lr (0 steps = skip it)
+    what: str               # for --help
     seed_offset: int        # its seed: --seed + this
     reads: str | None       # the option that says how many training scenes it reads (None: all)
     new_tower: bool = False  # the first part on the recoloured tower (trained just before it)
 
 
-LATER_PARTS = (LaterPart("finetune", "ft", 1, "first_count"),
-               LaterPart("finetune2", "ft2", 2, "mid_count"),
-               LaterPart("finetune3", "ft3", 4, "mid_count", new_tower=True),
-               LaterPart("finetune4", "ft4", 5, "ft4_count"),
-               LaterPart("finetune5", "ft5", 6, None))
+LATER_PARTS = (LaterPart("finetune", "ft", "second part, whitened tokens, the first --first-count images", 1,
+                         "first_count"),
+               LaterPart("finetune2", "ft2", "third part, the first --mid-count images", 2, "mid_count"),
+               LaterPart("finetune3", "ft3", "fourth part, on the recoloured tower", 4, "mid_count", new_tower=True),
+               LaterPart("finetune4", "ft4", "fifth part, the first --ft4-count images", 5, "ft4_count"),
+               LaterPart("finetune5", "ft5", "sixth part, all training images", 6, None))
 
 
 class TrainDefaultError(UserError, RuntimeError):
@@ -119,27 +121,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=RECIPE["batch_size"])
     parser.add_argument("--lr", type=float, default=RECIPE["lr"])
     parser.add_argument("--mirror", type=float, default=RECIPE["mirror"], help="stage 2 mirror augmentation probability")
-    parser.add_argument("--ft-steps", type=int, default=RECIPE["ft_steps"],
-                        help=f"stage 2 second part, whitened tokens (default {RECIPE['ft_steps']}; 0 = skip)")
-    parser.add_argument("--ft-lr", type=float, default=RECIPE["ft_lr"])
-    parser.add_argument("--ft2-steps", type=int, default=RECIPE["ft2_steps"],
-                        help=f"stage 2 third part, all training images (default {RECIPE['ft2_steps']}; 0 = skip)")
-    parser.add_argument("--ft2-lr", type=float, default=RECIPE["ft2_lr"])
+    for part in LATER_PARTS:
+        steps = RECIPE[f"{part.option}_steps"]
+        parser.add_argument(f"--{part.option}-steps", type=int, default=steps,
+                            help=f"stage 2 {part.what} (default {steps}; 0 = skip)")
+        parser.add_argument(f"--{part.option}-lr", type=float, default=RECIPE[f"{part.option}_lr"])
     parser.add_argument("--recolour", type=float, default=RECIPE["recolour"],
                         help=f"recolouring probability of step 4 (default {RECIPE['recolour']})")
     parser.add_argument("--recolour-steps", type=int, default=RECIPE["recolour_steps"],
                         help=f"stage-1 steps of the recoloured tower (default {RECIPE['recolour_steps']}; "
                              "0 = skip it and the fourth part)")
     parser.add_argument("--recolour-lr", type=float, default=RECIPE["recolour_lr"])
-    parser.add_argument("--ft3-steps", type=int, default=RECIPE["ft3_steps"],
-                        help=f"stage 2 fourth part, on the recoloured tower (default {RECIPE['ft3_steps']})")
-    parser.add_argument("--ft3-lr", type=float, default=RECIPE["ft3_lr"])
-    parser.add_argument("--ft4-steps", type=int, default=RECIPE["ft4_steps"],
-                        help=f"stage 2 fifth part, the first --ft4-count images (default {RECIPE['ft4_steps']}; 0 = skip)")
-    parser.add_argument("--ft4-lr", type=float, default=RECIPE["ft4_lr"])
-    parser.add_argument("--ft5-steps", type=int, default=RECIPE["ft5_steps"],
-                        help=f"stage 2 sixth part, all training images (default {RECIPE['ft5_steps']}; 0 = skip)")
-    parser.add_argument("--ft5-lr", type=float, default=RECIPE["ft5_lr"])
     parser.add_argument("--stage1-steps", type=int, default=RECIPE["stage1_steps"])
     parser.add_argument("--stage1-batch-size", type=int, default=RECIPE["stage1_batch_size"])
     parser.add_argument("--stage1-lr", type=float, default=RECIPE["stage1_lr"])
