@@ -22,18 +22,23 @@ import sys
 from pathlib import Path
 
 
+def load_tower(stage1: Path):
+    """(the experiment's dense stage-1 network, its config, the checkerboard's cells per side)."""
+    from ig_llm.model.presets import make_config
+    from ig_llm.scene.domain import load_domain
+    from ig_llm.training.experiment_tasks import IMAGE_SIZE
+    from ig_llm.training.pretrain_dense import load_dense_model
+    config = make_config("tiny", domain="2d", max_objects=1, image_size=IMAGE_SIZE, image_height=IMAGE_SIZE)
+    return load_dense_model(stage1, config), config, int(load_domain("2d").task["checkerboard_cells"])
+
+
 def tower_errors(stage1: Path, test: Path) -> dict[str, float]:
     import torch
     from ig_llm.model.batching import preprocess_image
-    from ig_llm.model.presets import make_config
-    from ig_llm.scene.domain import load_domain
     from ig_llm.training.dataset import open_source
-    from ig_llm.training.experiment_tasks import IMAGE_SIZE
-    from ig_llm.training.pretrain_dense import load_dense_model
     from ig_llm.training.task_sampler import is_training_point
-    config = make_config("tiny", domain="2d", max_objects=1, image_size=IMAGE_SIZE, image_height=IMAGE_SIZE)
-    cells = int(load_domain("2d").task["checkerboard_cells"])
-    model, source = load_dense_model(stage1, config), open_source(str(test))
+    model, config, cells = load_tower(stage1)
+    source = open_source(str(test))
     errors = {True: [], False: []}
     with torch.no_grad():
         for s in range(0, len(source), 64):
@@ -59,15 +64,9 @@ def token_read_errors(stage1: Path, train: Path, test: Path, n_train: int = 1000
     images, on `test` (all points, in training cells, between them)."""
     import torch
     from ig_llm.model.batching import preprocess_image
-    from ig_llm.model.presets import make_config
-    from ig_llm.scene.domain import load_domain
     from ig_llm.training.dataset import open_source
-    from ig_llm.training.experiment_tasks import IMAGE_SIZE
-    from ig_llm.training.pretrain_dense import load_dense_model
     from ig_llm.training.task_sampler import is_training_point
-    config = make_config("tiny", domain="2d", max_objects=1, image_size=IMAGE_SIZE, image_height=IMAGE_SIZE)
-    cells = int(load_domain("2d").task["checkerboard_cells"])
-    model = load_dense_model(stage1, config)
+    model, config, cells = load_tower(stage1)
 
     def dot_tokens(source, n):
         """[n, width] the token holding each dot (from the truth: the read, not the search, is probed)."""
