@@ -6,13 +6,14 @@ STAGE1_DIR is ``experiment 2d``'s ``OUT/stage1/stage1``; TEST_DIR a 2d dataset (
 ``OUT/data/test``). For every image the cell with the highest heat is the dot's, and the
 position head there gives its canvas (x, y) (pretrain_dense: ground in [-1, 1]). Prints the
 mean l2 over all test points, inside the checkerboard's training cells and between them —
-the floor the LM's numeric head, reading the same frozen tower, is measured against.
+what the LM's numeric head, reading the same frozen tower, is measured against.
 
 ``--train DIR`` (the experiment's ``OUT/data/train``: checkerboard points only) adds the
 token read: a ridge regression from the one LM token that holds the dot (the tower's
 tokens as stage 2 feeds them to the projector) to (x, y), fitted on the training images and
 scored on the test points. The LM only ever sees training-cell positions, so this is what a
-read learned from them carries between the cells even when the LM attends the right token.
+linear read learned from them carries between the cells when the LM attends the right token
+(the LM's own read is not linear and can do better: docs/results/2d_generic/tower_probe.md).
 """
 from __future__ import annotations
 
