@@ -41,11 +41,15 @@ CLEVR_TRAIN_SCENES = 70000             # the original CLEVR training split, for 
 def summaries(version: str) -> dict:
     """{set: evaluator summary} of one shipped model (both file layouts in docs/results; v6's
     480x320 sets were first scored on 200 scenes, then on all 500 in metrics_480_full.json)."""
-    data = json.loads((RESULTS / version / "metrics_summary.json").read_text())
-    sets = data.get("summaries", data)
-    full = RESULTS / version / "metrics_480_full.json"
-    if full.is_file():
-        sets.update(json.loads(full.read_text()))
+    path = RESULTS / version / "metrics_summary.json"
+    try:
+        data = json.loads(path.read_text())
+        sets = data.get("summaries", data)
+        full = RESULTS / version / "metrics_480_full.json"
+        if full.is_file():
+            sets.update(json.loads(full.read_text()))
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path} cannot be read ({err}); restore it from git (git checkout -- {path}).") from None
     if any(sets[s]["scenes"] != 500 for s in SETS):
         raise UserError(f"a set in docs/results/{version} was not scored on all 500 scenes; score it on the whole "
                         "held-out set (ig_llm predict + evaluate) before fitting.")
