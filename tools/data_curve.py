@@ -48,9 +48,11 @@ def summaries(version: str) -> dict:
         full = RESULTS / version / "metrics_480_full.json"
         if full.is_file():
             sets.update(json.loads(full.read_text()))
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path} cannot be read ({err}); restore it from git (git checkout -- {path}).") from None
-    if any(sets[s]["scenes"] != 500 for s in SETS):
+        scored = [sets[s]["scenes"] for s in SETS]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise UserError(f"{path} cannot be read or lacks a set's scores ({err!r}); restore it from git "
+                        f"(git checkout -- {path}).") from None
+    if any(n != 500 for n in scored):
         raise UserError(f"a set in docs/results/{version} was not scored on all 500 scenes; score it on the whole "
                         "held-out set (ig_llm predict + evaluate) before fitting.")
     return sets
@@ -82,14 +84,14 @@ def curve() -> dict:
 
 
 def markdown(result: dict) -> str:
+    from ig_llm.training.report import cell
+    columns = (("count_acc", ("A", "B")), ("count_acc", ("A_480", "B_480")), ("l2", ("A_480", "B_480")),
+               ("shape_acc", ("B_480",)))
     lines = ["| model | scenes | stage-2 steps | tower | count A / B | count A / B 480 | l2 A / B 480 | shape B 480 |",
              "|---|---:|---:|---|---|---|---|---|"]
     for v, row in result["models"].items():
-        s = row["sets"]
-        lines.append(f"| {v} | {row['scenes']:,} | {row['steps']:,} | {row['tower']} | "
-                     f"{100 * s['A']['count_acc']:.1f} / {100 * s['B']['count_acc']:.1f} % | "
-                     f"{100 * s['A_480']['count_acc']:.1f} / {100 * s['B_480']['count_acc']:.1f} % | "
-                     f"{s['A_480']['l2']:.3f} / {s['B_480']['l2']:.3f} | {100 * s['B_480']['shape_acc']:.1f} % |")
+        scores = [" / ".join(cell(metric, row["sets"][s][metric]) for s in sets) for metric, sets in columns]
+        lines.append(f"| {v} | {row['scenes']:,} | {row['steps']:,} | {row['tower']} | " + " | ".join(scores) + " |")
     lines += ["", f"Power law on the count error of {', '.join(FITTED)} (error = a * scenes^-b):", "",
               "| set | b | scenes for count 95 % |", "|---|---:|---:|"]
     for s, fit in result["fits"].items():
@@ -105,8 +107,8 @@ def write_figure(result: dict, path: Path) -> None:
     rows, fits = result["models"], result["fits"]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     far = max(max(f["scenes_for_95"] for f in fits.values() if math.isfinite(f["scenes_for_95"])), CLEVR_TRAIN_SCENES)
+    xs = [rows[v]["scenes"] for v in FITTED]
     for s, style in zip(SETS, ("o-", "s-", "o--", "s--")):
-        xs = [rows[v]["scenes"] for v in FITTED]
         axes[0].plot(xs, [100 * rows[v]["sets"][s]["count_acc"] for v in FITTED], style, label=f"val{s}")
         a, b = fits[s]["a"], fits[s]["b"]
         grid = [xs[0] * (far * 1.2 / xs[0]) ** (i / 40) for i in range(41)]
@@ -118,7 +120,7 @@ def write_figure(result: dict, path: Path) -> None:
         ax.plot([v6["scenes"]] * 2, [scale * v6["sets"][s][metric] for s in ("A", "B")], "kx",
                 label="v6 (older tower)")
         ax.set_xscale("log")
-        ticks = [rows[v]["scenes"] for v in FITTED] + ([25000, 50000, CLEVR_TRAIN_SCENES] if ax is axes[0] else [])
+        ticks = xs + ([25000, 50000, CLEVR_TRAIN_SCENES] if ax is axes[0] else [])
         ax.set_xticks(ticks, [f"{t // 1000}k" if t % 1000 == 0 else f"{t / 1000:.1f}k" for t in ticks])
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("condition-A training scenes")
