@@ -77,8 +77,9 @@ class IMPORT_SCENE_OT_image_to_scene(JobOperatorMixin, CameraOptions, bpy.types.
         layout.label(text="Scene", icon="SCENE_DATA")
         layout.prop(self, "mode", expand=True)
         layout.prop(self, "add_camera")
+        layout.prop(self, "match_picture")
         sub = layout.column()
-        sub.enabled = self.add_camera
+        sub.enabled = self.add_camera or self.match_picture
         sub.prop(self, "set_active_camera")
         sub.prop(self, "set_background")
 
@@ -154,19 +155,25 @@ class IMPORT_SCENE_OT_image_to_scene(JobOperatorMixin, CameraOptions, bpy.types.
             return {"CANCELLED"}
         pred = job.result
         req = self._req
-        bg = None
+        picture = None
+        prefs = _prefs(context)
         try:
-            if self.add_camera and self.set_background:
-                bg = (bpy.data.images.get(self.image_name) if self.image_name
-                      else self._loaded or apply.load_image_datablock(req["label"]))
-            self._loaded = None if bg is self._loaded else self._loaded
+            if (self.add_camera or self.match_picture) and (self.set_background or self.match_picture):
+                picture = (bpy.data.images.get(self.image_name) if self.image_name
+                           else self._loaded or apply.load_image_datablock(req["label"]))
+            bg = picture if self.set_background else None
+            self._loaded = None if picture is self._loaded else self._loaded
             col = apply.apply_result(
                 context.scene, pred.scene, pred.program, name=apply.collection_name_for(req["image_name"]),
                 source=req["label"], replace=self.mode == "REPLACE", add_camera=self.add_camera,
-                set_active_camera=self.set_active_camera, background_image=bg, domain=pred.domain)
+                set_active_camera=self.set_active_camera, background_image=bg, domain=pred.domain,
+                share_materials=bool(prefs and prefs.share_materials),
+                picture_size=tuple(picture.size[:]) if self.match_picture else None)
+            if picture is not None and bg is None and picture.get(apply.TAG_OWNED) and picture.users == 0:
+                bpy.data.images.remove(picture)   # read for its size only
         except (ProgramError, RuntimeError) as exc:
-            if bg is not None and bg.get(apply.TAG_OWNED) and bg.users == 0:
-                bpy.data.images.remove(bg)  # loaded for this run only: leave no trace
+            if picture is not None and picture.get(apply.TAG_OWNED) and picture.users == 0:
+                bpy.data.images.remove(picture)  # loaded for this run only: leave no trace
             self._forget_loaded()
             self._set_state(context, status="Failed")
             self.report({"ERROR"}, f"The model wrote a program that cannot be built ({exc}): "
@@ -233,8 +240,9 @@ class IG_LLM_OT_rebuild(bpy.types.Operator):
         if text is None:
             self.report({"ERROR"}, "No program to rebuild from: run Image to Scene first or pick a Text.")
             return {"CANCELLED"}
+        prefs = _prefs(context)
         try:
-            col = apply.rebuild_from_text(context.scene, text)
+            col = apply.rebuild_from_text(context.scene, text, share_materials=bool(prefs and prefs.share_materials))
         except ProgramError as exc:
             self.report({"ERROR"}, f"{exc} — fix the text '{text.name}' and Rebuild again.")
             return {"CANCELLED"}

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import EnumProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from ..operators import deps
 from ..operators.task import SHIPPED_MODEL_DIR, missing_modules
@@ -28,6 +28,10 @@ class IGLLM_AddonPreferences(bpy.types.AddonPreferences):
                ("torch", "PyTorch", "The optional PyTorch runtime (install it below)")))
     threads: IntProperty(name="CPU Threads", default=0, min=0, max=256,
                          description="Threads for PyTorch on the CPU; 0 = PyTorch's default")
+    share_materials: BoolProperty(
+        name="Share Materials Between Imports", default=False,
+        description="One material per colour and material across all imports (editing one recolours every "
+                    "import); off: each import gets its own materials")
 
     def draw(self, context):
         layout = self.layout
@@ -39,6 +43,7 @@ class IGLLM_AddonPreferences(bpy.types.AddonPreferences):
         row.prop(self, "runtime")
         row.prop(self, "device")
         row.prop(self, "threads")
+        col.prop(self, "share_materials")
 
         box = layout.box()
         box.label(text="Optional: PyTorch Runtime (training, GPU and large models)")

@@ -16,6 +16,11 @@ class CameraOptions:
                                     description="Look through the new camera (changes the scene's active camera)")
     set_background: BoolProperty(name="Image as Camera Background", default=True,
                                  description="Show the reference image behind the new camera's view")
+    match_picture: BoolProperty(
+        name="Match the Picture", default=False,
+        description="Set the scene up so a render looks like the picture: CLEVR's camera, lamps and floor, "
+                    "the camera made active, the render size set to the picture's and the Standard view "
+                    "transform (changes those scene settings)")
 
 
 class IGLLM_SceneSettings(CameraOptions, bpy.types.PropertyGroup):

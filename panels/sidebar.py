@@ -29,8 +29,9 @@ class VIEW3D_PT_ig_llm(_IGLLMPanel, bpy.types.Panel):
         col = layout.column(align=True)
         col.prop(settings, "replace")
         col.prop(settings, "add_camera")
+        col.prop(settings, "match_picture")
         sub = col.column(align=True)
-        sub.enabled = settings.add_camera
+        sub.enabled = settings.add_camera or settings.match_picture
         sub.prop(settings, "set_active_camera")
         sub.prop(settings, "set_background")
 
@@ -52,6 +53,7 @@ class VIEW3D_PT_ig_llm(_IGLLMPanel, bpy.types.Panel):
             op.add_camera = settings.add_camera
             op.set_active_camera = settings.set_active_camera
             op.set_background = settings.set_background
+            op.match_picture = settings.match_picture
             if job.status and job.status not in ("Done",):
                 layout.label(text=job.status, icon="INFO")
 

@@ -241,3 +241,48 @@ def _metal(nodes, links, rgba):
 
 
 _MATERIAL_BUILDERS = {"rubber": _rubber, "metal": _metal}
+
+
+# ---------------------------------------------------------------------------------------
+# editable materials (what an import gives the user)
+# ---------------------------------------------------------------------------------------
+# The CLEVR node setups above reproduce the training renders exactly, but an artist cannot
+# tune a Diffuse/Sheen/Glossy mix with the usual controls. Imports get one Principled BSDF
+# instead, set to look like CLEVR's (checked by re-predicting a render of a built scene:
+# tests/test_good_guest.py). The dataset renderer keeps the CLEVR setups.
+PRINCIPLED = {   # material word -> Principled inputs
+    "rubber": {"Metallic": 0.0, "Roughness": 0.6, "IOR": 1.2},
+    "metal": {"Metallic": 1.0, "Roughness": 0.25, "IOR": 1.45},
+}
+SHARED_SUFFIX = " (shared)"      # shared editable materials: "IG-LLM red metal (shared)"
+
+
+def editable_material(name: str, color_name: str, material_name: str, domain: Domain | None = None,
+                      *, reuse: bool = False) -> bpy.types.Material:
+    """A new Principled BSDF material called `name` (Blender may add a suffix) for one
+    (colour, material) pair. `reuse`: an existing material of that name made by this
+    function for the same pair is returned instead (shared materials); a user's material
+    that happens to have the name is never taken over."""
+    mat = bpy.data.materials.get(name)
+    if reuse and mat is not None and (mat.get("ig_llm_color"), mat.get("ig_llm_material")) == (
+            color_name, material_name):
+        return mat
+    domain = domain or load_domain()
+    inputs = PRINCIPLED.get(material_name)
+    if inputs is None:
+        raise KeyError(f"no shader for material {material_name!r}; known: {', '.join(PRINCIPLED)}")
+    rgba = (*domain.rgb(color_name), 1.0)
+    mat = bpy.data.materials.new(name)
+    mat.use_nodes = True
+    mat.diffuse_color = rgba           # what Solid view shows
+    mat.metallic, mat.roughness = inputs["Metallic"], inputs["Roughness"]
+    mat["ig_llm_color"], mat["ig_llm_material"] = color_name, material_name
+    bsdf = next(n for n in mat.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+    bsdf.inputs["Base Color"].default_value = rgba
+    for key, value in inputs.items():
+        bsdf.inputs[key].default_value = value
+    return mat
+
+
+def shared_material_name(color_name: str, material_name: str) -> str:
+    return f"{MESH_PREFIX}{color_name} {material_name}{SHARED_SUFFIX}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import bpy
+from mathutils import Matrix
 
 from . import assets
 from .domain import Domain, load_domain
@@ -67,13 +68,18 @@ def _validate_task(scene: Scene, domain: Domain) -> None:
 
 
 def build_scene(scene: Scene, *, collection_name: str = DEFAULT_COLLECTION, domain: Domain | None = None,
-                bpy_scene: bpy.types.Scene | None = None, linked_meshes: bool = False) -> bpy.types.Collection:
+                bpy_scene: bpy.types.Scene | None = None, linked_meshes: bool = False,
+                editable: bool = False, share_materials: bool = False) -> bpy.types.Collection:
     """Create one NEW collection (Blender makes the name unique) linked to `bpy_scene`
     with one mesh object per SceneObject; returns the collection.
 
     Each object gets its own copy of the shape mesh (edit one, the others stay) unless
-    `linked_meshes` (faster, for throw-away renders). Validates first: on a ProgramError
-    nothing has been created."""
+    `linked_meshes` (faster, for throw-away renders). The default look is CLEVR's node
+    setups with the size as object scale: what the dataset renderer needs. `editable` is
+    what a user gets: names from the collection and the object's role (``<collection>
+    cube 3``), the size applied to the mesh (scale 1), and Principled BSDF materials, one
+    per (colour, material) pair of this build, or `share_materials` across builds.
+    Validates first: on a ProgramError nothing has been created."""
     domain = domain or load_domain()
     validate_scene(scene, domain)
     bpy_scene = bpy_scene or bpy.context.scene
@@ -83,24 +89,12 @@ def build_scene(scene: Scene, *, collection_name: str = DEFAULT_COLLECTION, doma
         from .task_builder import build_task_objects
         build_task_objects(scene, coll, domain)
         return coll
+    materials = None if share_materials else {}
     for i, so in enumerate(scene.objects):
-        src = assets.shape_mesh(so.shape)
-        mat = assets.material(so.color, so.material, domain)
-        mesh = src if linked_meshes else src.copy()
-        if not linked_meshes:
-            mesh.name = f"{so.shape}_{i + 1:02d}"
-        obj = bpy.data.objects.new(f"{so.shape}_{i + 1:02d}_{so.color}_{so.material}", mesh)
-        if linked_meshes:
-            # shared mesh: keep the material on the object so each object can differ
-            if not mesh.materials:
-                mesh.materials.append(None)
-            obj.material_slots[0].link = "OBJECT"
-            obj.material_slots[0].material = mat
+        if editable:
+            obj = _editable_object(so, i, coll.name, domain, materials)
         else:
-            mesh.materials.clear()
-            mesh.materials.append(mat)
-        s = domain.scale(so.size)
-        obj.scale = (s, s, s)
+            obj = _clevr_object(so, i, domain, linked_meshes)
         obj.location = tuple(float(c) for c in so.loc)
         obj.rotation_mode = "XYZ"
         obj.rotation_euler = (0.0, 0.0, float(so.rotation))
@@ -109,6 +103,46 @@ def build_scene(scene: Scene, *, collection_name: str = DEFAULT_COLLECTION, doma
         obj.pass_index = i + 1
         coll.objects.link(obj)
     return coll
+
+
+def _clevr_object(so: SceneObject, i: int, domain: Domain, linked_meshes: bool):
+    """The training renders' object: CLEVR's node material, the size as object scale."""
+    src = assets.shape_mesh(so.shape)
+    mat = assets.material(so.color, so.material, domain)
+    mesh = src if linked_meshes else src.copy()
+    if not linked_meshes:
+        mesh.name = f"{so.shape}_{i + 1:02d}"
+    obj = bpy.data.objects.new(f"{so.shape}_{i + 1:02d}_{so.color}_{so.material}", mesh)
+    if linked_meshes:
+        # shared mesh: keep the material on the object so each object can differ
+        if not mesh.materials:
+            mesh.materials.append(None)
+        obj.material_slots[0].link = "OBJECT"
+        obj.material_slots[0].material = mat
+    else:
+        mesh.materials.clear()
+        mesh.materials.append(mat)
+    s = domain.scale(so.size)
+    obj.scale = (s, s, s)
+    return obj
+
+
+def _editable_object(so: SceneObject, i: int, prefix: str, domain: Domain, materials: dict | None):
+    """A user's object: named by its role, the size in the mesh, a Principled material.
+    `materials` caches this build's materials by (colour, material); None = shared ones."""
+    name = f"{prefix} {so.shape} {i + 1}"
+    mesh = assets.shape_mesh(so.shape).copy()
+    mesh.name = name
+    mesh.transform(Matrix.Scale(domain.scale(so.size), 4))   # scale applied: the object's is 1
+    key = (so.color, so.material)
+    if materials is None:
+        mat = assets.editable_material(assets.shared_material_name(*key), *key, domain, reuse=True)
+    else:
+        mat = materials.get(key) or assets.editable_material(f"{prefix} {so.color} {so.material}", *key, domain)
+        materials[key] = mat
+    mesh.materials.clear()
+    mesh.materials.append(mat)
+    return bpy.data.objects.new(name, mesh)
 
 
 def scene_from_collection(collection: bpy.types.Collection) -> Scene:

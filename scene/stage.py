@@ -76,7 +76,7 @@ def setup_stage(jitter: StageJitter | None = None, scene: bpy.types.Scene | None
         sun.rotation_quaternion = Vector(SUN["direction"]).to_track_quat("-Z", "Y")
 
     if bpy.data.objects.get(BACKDROP_NAME) is None:
-        _get_or_create(coll, BACKDROP_NAME, _sweep_mesh())
+        _get_or_create(coll, BACKDROP_NAME, sweep_mesh())
     _world(scene)
     return cam
 
@@ -126,7 +126,7 @@ def _world(scene) -> None:
     scene.world = world
 
 
-def _sweep_mesh() -> bpy.types.Mesh:
+def sweep_mesh(name: str = BACKDROP_NAME) -> bpy.types.Mesh:
     """The backdrop: floor, quarter-circle bend, wall; no material (default grey diffuse)."""
     profile = [(SWEEP_FRONT, 0.0)]   # (local y, z)
     for k in range(SWEEP_ARC_SEGMENTS + 1):
@@ -143,7 +143,7 @@ def _sweep_mesh() -> bpy.types.Mesh:
         for x in (-SWEEP_HALF_WIDTH, SWEEP_HALF_WIDTH):
             verts.append((x * fx_dir[0] + y * fy_dir[0], x * fx_dir[1] + y * fy_dir[1], z))
     faces = [(2 * i, 2 * i + 1, 2 * i + 3, 2 * i + 2) for i in range(len(profile) - 1)]
-    mesh = bpy.data.meshes.new(BACKDROP_NAME)
+    mesh = bpy.data.meshes.new(name)
     mesh.from_pydata(verts, [], faces)
     mesh.update()
     # face the camera: flip if the first face's normal points down
@@ -286,3 +286,10 @@ def add_camera_and_lights(collection, name: str) -> bpy.types.Object:
     obj.rotation_quaternion = Vector(SUN["direction"]).to_track_quat("-Z", "Y")
     collection.objects.link(obj)
     return cam
+
+
+def add_floor(collection, name: str) -> bpy.types.Object:
+    """CLEVR's backdrop (floor curving into a wall) as a new object in `collection`."""
+    obj = bpy.data.objects.new(name, sweep_mesh(name))
+    collection.objects.link(obj)
+    return obj

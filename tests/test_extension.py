@@ -12,22 +12,13 @@ bpy = pytest.importorskip("bpy")
 import ig_llm  # noqa: E402
 from ig_llm.jobs import Job, JobState  # noqa: E402
 from ig_llm.operators import deps, task  # noqa: E402
+from blender_helpers import png, snapshot  # noqa: E402
 
 ROOT = Path(ig_llm.__file__).resolve().parent
 PY = sys.executable
 
 
 pytestmark = pytest.mark.usefixtures("registered_addon", "empty_scene")
-
-
-def snapshot():
-    """Everything an import could change, by name."""
-    d = bpy.data
-    return {
-        kind: sorted(x.name for x in getattr(d, kind))
-        for kind in ("objects", "collections", "meshes", "materials", "texts", "images",
-                     "cameras", "lights", "worlds")
-    } | {"camera": bpy.context.scene.camera and bpy.context.scene.camera.name}
 
 
 @pytest.fixture
@@ -81,7 +72,7 @@ def test_without_torch_the_import_runs_on_numpy(tmp_path, standin_model):
     """A real Python where torch cannot be imported (hidden by a meta-path finder): the
     import still builds the scene, with the NumPy runtime, and never imports torch."""
     img = tmp_path / "x.png"
-    _png(img, (64, 48))
+    png(img, (64, 48))
     code = f"""
 import sys, importlib.abc
 class Hide(importlib.abc.MetaPathFinder):
@@ -101,7 +92,7 @@ print('OBJECTS', len(bpy.data.collections['x'].objects), 'torch' in sys.modules)
 
 def test_model_dir_missing(tmp_path):
     img = tmp_path / "a.png"
-    _png(img)
+    png(img)
     before = snapshot()
     msg = _run_import(filepath=str(img), model_dir=str(tmp_path / "nope"))
     assert "Model folder not found" in msg
@@ -110,17 +101,11 @@ def test_model_dir_missing(tmp_path):
 
 def test_model_dir_not_a_checkpoint(tmp_path):
     img = tmp_path / "a.png"
-    _png(img)
+    png(img)
     before = snapshot()
     msg = _run_import(filepath=str(img), model_dir=str(tmp_path))
     assert "is not an IG-LLM checkpoint" in msg and "config.json" in msg
     assert snapshot() == before
-
-
-def _png(path, size=(32, 24)):
-    from PIL import Image
-
-    Image.new("RGB", size, (120, 130, 140)).save(path)
 
 
 @pytest.mark.parametrize("case, expected", [
@@ -137,10 +122,10 @@ def test_bad_images(tmp_path, fake_model, case, expected):
     elif case == "unreadable":
         img.write_bytes(b"this is not an image at all" * 10)
     elif case == "truncated":
-        _png(img, (64, 64))
+        png(img, (64, 64))
         img.write_bytes(img.read_bytes()[:60])
     elif case == "enormous":
-        _png(img, (task.MAX_SIDE + 1, 2))
+        png(img, (task.MAX_SIDE + 1, 2))
     before = snapshot()
     msg = _run_import(filepath=str(img), model_dir=str(fake_model))
     assert expected in msg, msg
@@ -150,7 +135,7 @@ def test_bad_images(tmp_path, fake_model, case, expected):
 
 def test_image_datablock_without_pixels(fake_model, tmp_path):
     path = tmp_path / "gone.png"
-    _png(path)
+    png(path)
     img = bpy.data.images.load(str(path))
     path.unlink()  # the file behind the datablock disappeared
     img.reload()
@@ -169,120 +154,6 @@ def test_load_image_accepts_datablock_pixels():
     im = task.load_image(arr)
     assert im.shape == (4, 6, 3) and im.dtype == np.uint8
     assert tuple(im[0, 0]) == (255, 0, 0) and tuple(im[3, 0]) == (0, 0, 0)
-
-
-# -- apply / rebuild (main thread) --------------------------------------------------------
-PROGRAM = ("add(shape='cube', color='red', material='metal', size='large', loc=(-1.000, +2.000, +0.700), rotation=+0.300)\n"
-           "add(shape='sphere', color='blue', material='rubber', size='small', loc=(+2.000, -1.000, +0.350))\n")
-
-
-def _user_scene():
-    """A user's scene: a world, a camera (active), a cube, their own render/view settings."""
-    scene = bpy.context.scene
-    scene.world = bpy.data.worlds.new("User World")
-    scene.world.color = (0.2, 0.3, 0.4)
-    cam = bpy.data.objects.new("User Camera", bpy.data.cameras.new("User Camera"))
-    scene.collection.objects.link(cam)
-    scene.camera = cam
-    cube = bpy.data.objects.new("User Cube", bpy.data.meshes.new("User Cube"))
-    scene.collection.objects.link(cube)
-    cube.location = (1.0, 2.0, 3.0)
-    scene.render.engine = "BLENDER_WORKBENCH"
-    scene.render.resolution_x = 777
-    scene.view_settings.view_transform = "Filmic" if "Filmic" in [
-        i.identifier for i in scene.view_settings.bl_rna.properties["view_transform"].enum_items] else "AgX"
-    scene.view_settings.exposure = 0.5
-
-
-def _settings():
-    scene = bpy.context.scene
-    return dict(world=scene.world.name, world_color=tuple(scene.world.color), camera=scene.camera.name,
-                engine=scene.render.engine, res=(scene.render.resolution_x, scene.render.resolution_y),
-                view=scene.view_settings.view_transform, exposure=scene.view_settings.exposure,
-                look=scene.view_settings.look, cube=tuple(bpy.data.objects["User Cube"].location),
-                worlds=len(bpy.data.worlds), top=sorted(o.name for o in scene.collection.objects))
-
-
-def _orphans():
-    """Datablocks nothing uses (what File > Clean Up would purge)."""
-    d = bpy.data
-    return sorted(f"{kind}:{x.name}" for kind in ("objects", "meshes", "materials", "texts", "images",
-                                                  "cameras", "lights", "collections", "worlds")
-                  for x in getattr(d, kind) if x.users == 0 and not x.use_fake_user)
-
-
-def test_default_import_only_adds(tmp_path):
-    from ig_llm.operators import apply
-    from ig_llm.scene.program import parse
-
-    _user_scene()
-    before, objects_before = _settings(), set(bpy.data.objects.keys())
-    col = apply.apply_result(bpy.context.scene, parse(PROGRAM), PROGRAM, name="CLEVR_x", source="x.png")
-    assert _settings() == before
-    assert set(bpy.data.objects.keys()) - objects_before == {o.name for o in col.objects}
-    assert col.name == "CLEVR_x" and len(col.objects) == 2 and not col.children
-    assert all(o.type == "MESH" and o.active_material.use_nodes for o in col.objects)
-    assert col["ig_llm_text"].as_string() == PROGRAM and bpy.context.scene.ig_llm.program == col["ig_llm_text"]
-    assert _orphans() == []
-
-    # asked for: its own camera and lamps in a child collection; the user's camera stays active
-    img_path = tmp_path / "CLEVR_y.png"
-    _png(img_path)
-    bg = apply.load_image_datablock(str(img_path))
-    col2 = apply.apply_result(bpy.context.scene, parse(PROGRAM), PROGRAM, name="CLEVR_y", source=str(img_path),
-                              add_camera=True, background_image=bg)
-    assert _settings() == before
-    (rig,) = col2.children
-    cams = [o for o in rig.objects if o.type == "CAMERA"]
-    assert len(cams) == 1 and cams[0].data.background_images[0].image == bg
-    assert len([o for o in rig.objects if o.type == "LIGHT"]) == 4
-
-
-def test_replace_removes_everything_earlier_results_made_and_leaves_no_orphans(tmp_path):
-    from ig_llm.operators import apply
-    from ig_llm.scene.program import parse
-
-    _user_scene()
-    before = _settings()
-    counts = None
-    for i in range(3):    # repeated imports with REPLACE do not pile up
-        img_path = tmp_path / f"img{i}.png"
-        _png(img_path)
-        bg = apply.load_image_datablock(str(img_path))
-        apply.apply_result(bpy.context.scene, parse(PROGRAM), PROGRAM, name=f"img{i}", source=str(img_path),
-                           replace=True, add_camera=True, background_image=bg)
-        now = {k: len(getattr(bpy.data, k)) for k in ("objects", "meshes", "materials", "texts", "images",
-                                                       "cameras", "lights", "collections")}
-        assert counts is None or now == counts
-        counts = now
-    assert [c.name for c in apply.result_collections(bpy.context.scene)] == ["img2"]
-    assert _orphans() == [] and _settings() == before
-    assert [i.name for i in bpy.data.images] == ["img2.png"]
-    # and removing the last result leaves exactly the user's scene
-    apply.remove_result(bpy.data.collections["img2"])
-    assert _orphans() == [] and _settings() == before
-    assert sorted(bpy.data.objects.keys()) == ["User Camera", "User Cube"]
-    assert not bpy.data.texts and not bpy.data.images and not bpy.data.lights and len(bpy.data.cameras) == 1
-
-
-def test_rebuild_from_edited_text_and_bad_edit_changes_nothing():
-    from ig_llm.operators import apply
-    from ig_llm.scene.program import parse
-
-    col = apply.apply_result(bpy.context.scene, parse(PROGRAM), PROGRAM, name="img",
-                             source="img.png")
-    text = col["ig_llm_text"]
-    text.clear()
-    text.write(PROGRAM.splitlines()[0] + "\n")  # the user deletes the sphere
-    assert bpy.ops.ig_llm.rebuild() == {"FINISHED"}
-    cols = apply.result_collections(bpy.context.scene)
-    assert [c.name for c in cols] == ["img"] and len(cols[0].objects) == 1
-
-    text.write("add(shape='pyramid')\n")  # a typo: nothing may change
-    before = snapshot()
-    with pytest.raises(RuntimeError, match="Malformed scene program"):
-        bpy.ops.ig_llm.rebuild()
-    assert snapshot() == before
 
 
 def test_cancelled_job_result_is_never_applied(fake_model, tmp_path):
@@ -400,7 +271,7 @@ def test_import_builds_one_collection_with_the_program_objects(tmp_path, standin
     from ig_llm.scene.program import parse
 
     img = tmp_path / "photo_01.png"
-    _png(img, (64, 48))
+    png(img, (64, 48))
     assert bpy.ops.import_scene.image_to_scene(filepath=str(img), model_dir=str(standin_model)) == {"FINISHED"}
     col = bpy.data.collections["photo_01"]
     program = parse(col["ig_llm_text"].as_string())
@@ -434,7 +305,7 @@ def test_corrupt_checkpoint(tmp_path, standin_model):
     shutil.copytree(standin_model, bad)
     (bad / "model.safetensors").write_bytes(b"\x00garbage" * 100)
     img = tmp_path / "a.png"
-    _png(img)
+    png(img)
     before = snapshot()
     msg = _run_import(filepath=str(img), model_dir=str(bad))
     assert "is truncated or corrupt" in msg and str(bad) in msg, msg
@@ -444,7 +315,7 @@ def test_corrupt_checkpoint(tmp_path, standin_model):
 
 def test_cancel_a_real_inference_job_leaves_the_scene_unchanged(tmp_path, standin_model):
     img = tmp_path / "a.png"
-    _png(img)
+    png(img)
     before = snapshot()
     job = Job(task.infer, str(img), model_dir=standin_model, device="cpu").start()
     job.cancel()
