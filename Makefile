@@ -1,9 +1,14 @@
 # Two commands a newcomer needs:  `make demo` (image -> scene with the shipped model)
 # and `make test`. Both create .venv on first use.
+# `make extension` needs only the small venv below (bpy + the NumPy it brings, no torch).
 PY      ?= python3.11
 VENV    := .venv
 VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
+# the small venv: what an artist's Blender has; the tests build the same one (tests/conftest.py)
+BPY_VENV  := .cache/venv-bpy
+BPY_PY    := $(BPY_VENV)/bin/python
+BPY_STAMP := $(BPY_VENV)/.installed
 # keep bpy and HF caches out of the user's home, never touch the network
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -29,8 +34,17 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VPY) -m pytest -q tests
 
-extension: $(STAMP)
-	$(VPY) -m ig_llm package --out dist --split-platforms
+$(BPY_STAMP): requirements.txt
+	test -x $(BPY_PY) || $(PY) -m venv $(BPY_VENV)
+	$(BPY_PY) -m pip install -q --disable-pip-version-check "$$(grep -E '^bpy==' requirements.txt)"
+	touch $(BPY_STAMP)
+
+# builds and validates dist/ig_llm-<version>.zip and one zip per platform with Blender's
+# own tool; the repo root is put on the path as `ig_llm` for this one command only
+extension: $(BPY_STAMP)
+	src="$$(mktemp -d)" && ln -s "$(CURDIR)" "$$src/ig_llm" && \
+	PYTHONPATH="$$src" $(BPY_PY) -m ig_llm package --out dist --split-platforms; \
+	status=$$?; rm -rf "$$src"; exit $$status
 
 train-default: $(STAMP)
 	$(VPY) -m ig_llm train-default
@@ -40,4 +54,4 @@ bench: $(STAMP)
 	$(VPY) -m ig_llm bench model
 
 clean:
-	rm -rf $(VENV) dist
+	rm -rf $(VENV) $(BPY_VENV) dist

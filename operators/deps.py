@@ -38,6 +38,7 @@ RUNTIME_REQUIREMENTS = (
     "safetensors==0.8.0",
     "open_clip_torch==3.3.0",
     "pillow",
+    "scipy==1.15.3",        # `evaluate` and the training commands' scoring (Hungarian matching)
 )
 # import name -> what to install, for the "missing" message
 RUNTIME_MODULES = {
@@ -47,12 +48,17 @@ RUNTIME_MODULES = {
     "safetensors": "safetensors",
     "open_clip": "open_clip_torch",
     "PIL": "pillow",
+    "scipy": "scipy",
 }
+# the Preferences button that installs all of the above (install_runtime.py's bl_label)
+INSTALL_BUTTON = "Install PyTorch Runtime"
 
 
 # what the NumPy runtime needs: numpy is Blender's, safetensors comes as a wheel in the zip
 BUNDLED_MODULES = ("numpy", "safetensors")
 BUNDLED_WHEELS = ("safetensors==0.8.0",)
+# Blender itself, as a Python module (requirements.txt's pin): the dataset and .blend commands
+BPY_REQUIREMENT = "bpy==4.5.15"
 
 
 def bundled_hint(missing_modules) -> str:
@@ -64,7 +70,64 @@ def bundled_hint(missing_modules) -> str:
 def install_hint(missing_modules) -> str:
     names = ", ".join(RUNTIME_MODULES.get(m, m) for m in missing_modules)
     return (f"This needs the optional torch runtime ({names} missing): open Edit > Preferences > "
-            "Add-ons > IG-LLM and click 'Install PyTorch Runtime'.")
+            f"Add-ons > IG-LLM and click '{INSTALL_BUTTON}'.")
+
+
+# ---------------------------------------------------------------------------------------
+# what a command needs: checked before it imports anything or writes a file
+# ---------------------------------------------------------------------------------------
+# the optional runtime by import name: what the training commands need (torchvision comes with open_clip)
+RUNTIME = tuple(RUNTIME_MODULES)
+
+
+def missing_modules(modules) -> list[str]:
+    """Import names of `modules` that this Python cannot find (nothing is imported)."""
+    import importlib.util
+
+    missing = []
+    for module in modules:
+        if module in sys.modules:     # already imported (e.g. bpy inside Blender): no spec lookup
+            continue
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(module)
+    return missing
+
+
+def pip_line(missing_modules) -> str:
+    """``<this Python> -m pip install <pins>`` for import names (the pins of requirements.txt)."""
+    import shlex
+
+    pins = {r.split("==")[0].lower(): r for r in RUNTIME_REQUIREMENTS + BUNDLED_WHEELS + (BPY_REQUIREMENT,)}
+    names = dict.fromkeys(RUNTIME_MODULES.get(m, m) for m in missing_modules)
+    return f"{shlex.quote(sys.executable)} -m pip install " + " ".join(pins.get(n.lower(), n) for n in names)
+
+
+def requirement_sentence(what: str, missing_modules) -> str:
+    """One sentence for work that cannot run in this Python: the packages it lacks, the
+    Preferences button that installs them, and the pip line that does the same."""
+    missing_modules = list(missing_modules)
+    names = ", ".join(dict.fromkeys(RUNTIME_MODULES.get(m, m) for m in missing_modules))
+    verb = "is" if len(missing_modules) == 1 else "are"
+    if "bpy" in missing_modules:                        # a Python without Blender's module
+        how = "run it in Blender (`blender --background --command ig_llm ...`)"
+    elif set(missing_modules) <= set(BUNDLED_MODULES):   # the zip brings it: the install is broken
+        how = ("install the extension zip built for this platform again (Edit > Preferences > Get "
+               "Extensions > Install from Disk)")
+    else:
+        how = f"click '{INSTALL_BUTTON}' in Edit > Preferences > Add-ons > IG-LLM (the optional runtime)"
+    return f"{what} needs {names}, which {verb} not installed in this Python: {how}, or run `{pip_line(missing_modules)}`."
+
+
+def require(what: str, modules) -> None:
+    """Raise one :class:`UserError` sentence (:func:`requirement_sentence`) if any of
+    `modules` (import names) is missing; imports nothing."""
+    missing = missing_modules(modules)
+    if missing:
+        raise UserError(requirement_sentence(what, missing))
 
 
 # ---------------------------------------------------------------------------------------
@@ -79,7 +142,7 @@ PYPI = "https://pypi.org/simple"
 class TorchBuild:
     """One PyTorch build: the requirement pins (with the index's local label), where
     to get it, and about how much pip downloads (torch and its own libraries; the other
-    runtime packages add about 30 MB)."""
+    runtime packages, SciPy included, add about 70 MB)."""
     label: str
     local: str | None             # "+cpu", "+cu128", "+rocm6.4"; None: PyPI's build
     index_url: str | None         # extra index; None: PyPI only

@@ -1,4 +1,9 @@
-"""Preferences > Install PyTorch Runtime (optional): the right build, asked first, only online."""
+"""Preferences > Install PyTorch Runtime (optional): the right build, asked first, only online.
+
+It installs everything optional that a command needs (``deps.RUNTIME_REQUIREMENTS``: torch and
+its kin for training and GPU models, SciPy for ``evaluate``, Pillow); ``deps.require`` names
+this button when something is missing.
+"""
 from __future__ import annotations
 
 import bpy
@@ -20,14 +25,14 @@ def user_site_packages(create: bool = False) -> str | None:
 
 def confirm_message(build: deps.TorchBuild) -> str:
     return (f"Download about {build.download_mb:,} MB (PyTorch {deps.TORCH_VERSION}, {build.label} build, "
-            "plus transformers and open_clip) into this extension's user folder? Only needed for "
-            "training and GPU models; the shipped model runs without it.")
+            "plus transformers, open_clip, Pillow and SciPy) into this extension's user folder? Only needed for "
+            "training, evaluate and GPU models; the shipped model runs without it.")
 
 
 class IG_LLM_OT_install_runtime(JobOperatorMixin, bpy.types.Operator):
     """Download PyTorch (the build for this computer's platform and GPU) into this extension's user folder. Optional: the shipped model runs without it"""
     bl_idname = "ig_llm.install_runtime"
-    bl_label = "Install PyTorch Runtime"
+    bl_label = deps.INSTALL_BUTTON
     bl_options = {"INTERNAL"}
 
     job_kind, job_label, state_prefix = "install", "Installing PyTorch", "install_"
@@ -46,7 +51,7 @@ class IG_LLM_OT_install_runtime(JobOperatorMixin, bpy.types.Operator):
             return self.execute(context)
         build = deps.torch_build()
         return context.window_manager.invoke_confirm(
-            self, event, title="Install PyTorch Runtime", message=confirm_message(build), confirm_text="Download")
+            self, event, title=deps.INSTALL_BUTTON, message=confirm_message(build), confirm_text="Download")
 
     def _refusal(self) -> str:
         """One sentence when nothing may be installed, else ''."""

@@ -56,3 +56,28 @@ def registered_addon():
 def empty_scene():
     import bpy
     bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+# the extension as users get it (tests/test_extension_install.py, tests/test_cli_plain_blender.py)
+@pytest.fixture(scope="session")
+def extension_dist(tmp_path_factory):
+    """A folder with the extension zips — ig_llm-<version>.zip (all platforms) and one per
+    platform (ig_llm-<version>-linux_x64.zip, …) — built once per session with Blender's own
+    tool, as `make extension` builds them."""
+    from ig_llm.tools import package
+
+    dist = tmp_path_factory.mktemp("dist")
+    package.build(dist, split_platforms=True)
+    return dist
+
+
+@pytest.fixture(scope="session")
+def fresh_blender_env():
+    """``env(folder)``: the environment for a child Python whose Blender user folder and caches
+    are fresh folders under `folder` (so an installed extension is really new there), with no
+    hub access and no PYTHONPATH leaking this checkout in."""
+    def env(folder) -> dict:
+        folder = Path(folder)
+        return dict(os.environ, BLENDER_USER_RESOURCES=str(folder / "blender_user"),
+                    XDG_CACHE_HOME=str(folder / "cache"), HF_HUB_OFFLINE="1", PYTHONPATH="")
+    return env

@@ -6,7 +6,6 @@ The second test is what an artist gets: a Python with bpy and NumPy but no torch
 Pillow and no safetensors — the zip's bundled wheel and the NumPy runtime do the work —
 and the same zip with torch present (runtime forced to PyTorch) writes the same program."""
 import json
-import os
 import subprocess
 import sys
 
@@ -49,7 +48,7 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def test_install_zip_in_fresh_user_folder_and_import_a_rendered_image(tmp_path):
+def test_install_zip_in_fresh_user_folder_and_import_a_rendered_image(tmp_path, extension_dist, fresh_blender_env):
     from ig_llm.model.checkpoint import save_checkpoint
     from ig_llm.model.igllm import IGLLM
     from ig_llm.model.presets import make_config
@@ -57,7 +56,6 @@ def test_install_zip_in_fresh_user_folder_and_import_a_rendered_image(tmp_path):
     from ig_llm.scene.builder import build_scene
     from ig_llm.scene.program import parse
     from ig_llm.scene.stage import configure_render, render_to, setup_stage
-    from ig_llm.tools import package
 
     # 1. a rendered reference image (tiny, few samples)
     bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -72,18 +70,12 @@ def test_install_zip_in_fresh_user_folder_and_import_a_rendered_image(tmp_path):
     torch.manual_seed(0)
     model_dir = save_checkpoint(IGLLM(make_config("tiny"), ProgramTokenizer.build("clevr")), tmp_path / "model")
 
-    # 3. the zip, built with Blender's own tool
-    zip_path = package.build(tmp_path / "dist")
+    # 3. the zip, built with Blender's own tool (all platforms)
+    zip_path = _zip(extension_dist)
     assert zip_path.stat().st_size < 30e6
 
     # 4. install + run + disable + uninstall in a fresh Blender user folder
-    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender_user"),
-               XDG_CACHE_HOME=str(tmp_path / "cache"), HF_HUB_OFFLINE="1")
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(zip_path), image, str(model_dir), "auto"],
-                          capture_output=True, text=True, env=env, timeout=300)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert lines, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = json.loads(lines[-1][7:])
+    out = _install_and_import(sys.executable, zip_path, image, model_dir, "auto", tmp_path, fresh_blender_env)
     assert out["enabled"] and str(tmp_path / "blender_user") in out["module_file"]
     assert out["result"] == ["FINISHED"] and out["collections"] == ["CLEVR_render"]
     program = parse(out["program"])
@@ -97,30 +89,34 @@ def test_install_zip_in_fresh_user_folder_and_import_a_rendered_image(tmp_path):
     assert out["disabled"] and out["op_gone"] and out["uninstalled"]
 
 
-def _install_and_import(python, zip_path, image, model_dir, runtime, tmp):
-    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp / "blender_user"), XDG_CACHE_HOME=str(tmp / "cache"),
-               HF_HUB_OFFLINE="1", PYTHONPATH="")
+def _zip(dist, platform: str = ""):
+    """The all-platform zip in `dist`, or the one built for `platform` (e.g. linux_x64)."""
+    from ig_llm.tools import package
+
+    return dist / "ig_llm-{}{}.zip".format(package.manifest()["version"], f"-{platform}" if platform else "")
+
+
+def _install_and_import(python, zip_path, image, model_dir, runtime, tmp, fresh_blender_env):
     proc = subprocess.run([python, "-c", CHILD, str(zip_path), str(image), str(model_dir), runtime],
-                          capture_output=True, text=True, env=env, timeout=600)
+                          capture_output=True, text=True, env=fresh_blender_env(tmp), timeout=600)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert lines, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(lines[-1][7:])
 
 
-def test_zip_runs_the_shipped_model_without_torch_and_matches_torch(tmp_path, python_without_torch):
+def test_zip_runs_the_shipped_model_without_torch_and_matches_torch(tmp_path, python_without_torch, extension_dist,
+                                                                   fresh_blender_env):
     """Blender as shipped (bpy + NumPy, nothing installed): File > Import > Image to Scene on
     a CLEVR image with the zip's own shipped model builds the program's objects; the same
     zip with torch present and the PyTorch runtime writes the same program (numbers within
     float32 noise)."""
     from ig_llm.demo import EXAMPLE_IMAGE
     from ig_llm.scene.program import parse
-    from ig_llm.tools import package
 
-    dist = tmp_path / "dist"
-    package.build(dist, split_platforms=True)
-    zip_path = dist / "ig_llm-{}-linux_x64.zip".format(package.manifest()["version"])
+    zip_path = _zip(extension_dist, "linux_x64")
     assert zip_path.is_file() and zip_path.stat().st_size < 20e6
-    plain = _install_and_import(python_without_torch, zip_path, EXAMPLE_IMAGE, "", "auto", tmp_path / "a")
+    plain = _install_and_import(python_without_torch, zip_path, EXAMPLE_IMAGE, "", "auto", tmp_path / "a",
+                                fresh_blender_env)
     assert not plain["torch"] and not plain["pil"]
     assert plain["enabled"] and plain["result"] == ["FINISHED"] and plain["collections"] == ["clevr_example"]
     program = parse(plain["program"])
@@ -132,7 +128,8 @@ def test_zip_runs_the_shipped_model_without_torch_and_matches_torch(tmp_path, py
         assert built["loc"] == pytest.approx(list(want.loc), abs=1e-3) and built["nodes"]
     assert plain["disabled"] and plain["uninstalled"]
 
-    with_torch = _install_and_import(sys.executable, zip_path, EXAMPLE_IMAGE, "", "torch", tmp_path / "b")
+    with_torch = _install_and_import(sys.executable, zip_path, EXAMPLE_IMAGE, "", "torch", tmp_path / "b",
+                                     fresh_blender_env)
     assert with_torch["torch"] and with_torch["result"] == ["FINISHED"]
     from model_helpers import assert_same_program
     assert_same_program(with_torch["program"], plain["program"])

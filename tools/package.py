@@ -94,7 +94,12 @@ def staged_files(source: str | os.PathLike = ROOT) -> list[str]:
     """Every file the zip gets from the source tree (relative paths), from ``[build] paths``."""
     source = Path(source)
     out = ["blender_manifest.toml"]
-    for entry in manifest(source)["build"]["paths"]:
+    paths = manifest(source).get("build", {}).get("paths")
+    if not paths:   # an installed extension: Blender's build dropped the list
+        raise PackageError(f"{source / 'blender_manifest.toml'} has no [build] paths, so {source} is an installed "
+                           "extension, not a source checkout: run `make extension` in a clone of the IG-LLM "
+                           "repository to build the zips.")
+    for entry in paths:
         p = source / entry
         if p.is_file():
             out.append(entry)
@@ -117,6 +122,7 @@ def build(out_dir: str | os.PathLike, source: str | os.PathLike = ROOT, python: 
     if not (source / "blender_manifest.toml").is_file():
         raise PackageError(f"{source} has no blender_manifest.toml; run `ig_llm package` from an "
                            "intact copy of the extension.")
+    staged_files(source)        # an installed extension refuses here, before anything is written
     tool = find_blender_ext()
     meta = manifest(source)
     name = f"{meta['id']}-{meta['version']}.zip"

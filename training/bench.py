@@ -1,8 +1,11 @@
 """`ig_llm bench render` (dataset rendering speed) and `ig_llm bench model` (model speed).
 
 Each target lives in its own module with ``add_arguments(parser)`` / ``main(args)``,
-imported only when that target runs: `bench render` needs bpy, `bench model` needs torch
-(`model/bench.py`, written by the model side).
+imported only when that target runs and only after the optional packages it needs were
+found (``TARGETS``; one sentence names what is missing): `bench render` needs bpy,
+`bench model` needs the torch runtime (`model/bench.py`, written by the model side).
+Both start worker processes as ``python -m ig_llm``, so an installed extension (inside
+Blender) refuses them in one sentence that points at `make bench` in a source checkout.
 """
 from __future__ import annotations
 
@@ -10,10 +13,12 @@ import argparse
 import importlib
 
 from ..errors import UserError
+from ..operators import deps
 
+# target -> (module, help, optional packages it needs: checked before the module is imported)
 TARGETS = {
-    "render": ("training.bench_render", "seconds per image / images per second of dataset renders"),
-    "model": ("model.bench", "speed of the IG-LLM model"),
+    "render": ("training.bench_render", "seconds per image / images per second of dataset renders", ("bpy",)),
+    "model": ("model.bench", "speed of the IG-LLM model (torch and NumPy runtimes)", deps.RUNTIME),
 }
 
 
@@ -24,8 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
-    module_name, hlp = TARGETS[args.target]
+    module_name, hlp, needs = TARGETS[args.target]
     root = __package__.rsplit(".", 1)[0]
+    if root.startswith("bl_ext."):      # installed in Blender: no `python -m ig_llm` for its workers
+        raise UserError(f"bench {args.target} times worker processes started as `python -m ig_llm`, which an "
+                        "installed extension cannot start: run `make bench` in a clone of the IG-LLM repository "
+                        "(its venv has bpy, torch and the rest).")
+    deps.require(f"bench {args.target}", needs)
     try:
         module = importlib.import_module(f"{root}.{module_name}")
     except ImportError as err:

@@ -310,12 +310,20 @@ def _worker_argv(args, settings: dict, shard: int, num_shards: int, threads: int
             "--seed", str(settings["seed"]), "--split", settings["split"], "--domain", settings["domain"],
             "--min-pixels", str(settings["min_pixels"]), "--shard", f"{shard}/{num_shards}",
             "--threads", str(threads), "--workers", "1"]
-    bpy = sys.modules.get("bpy")
-    binary = getattr(getattr(bpy, "app", None), "binary_path", "") if bpy else ""
+    binary = _blender_binary()
     if binary:   # running inside the Blender application: workers are Blender too
         return [binary, "--background", "--command", BLENDER_COMMAND_ID, *opts]
-    root = __package__.rsplit(".", 1)[0]          # "ig_llm"
-    return [sys.executable, "-m", root, *opts]
+    return [sys.executable, "-m", _root_package(), *opts]
+
+
+def _blender_binary() -> str:
+    """The Blender application running this, or '' (a Python with the bpy module)."""
+    bpy = sys.modules.get("bpy")
+    return getattr(getattr(bpy, "app", None), "binary_path", "") if bpy else ""
+
+
+def _root_package() -> str:
+    return __package__.rsplit(".", 1)[0]          # "ig_llm" (an installed extension: "bl_ext.<repo>.ig_llm")
 
 
 def run_workers(args, out: Path, settings: dict, shard: int, num_shards: int, todo: list[int],
@@ -374,14 +382,18 @@ def main(args) -> int:
         render_indices(out, settings, todo, args.threads, stop_if_orphaned=True)
         return 0
 
+    if args.workers > 1 and not _blender_binary() and _root_package().startswith("bl_ext."):
+        # the bpy module with the installed extension: no Blender binary, no `python -m ig_llm`
+        raise GenerateError(f"--workers {args.workers} needs worker processes, which this Python cannot start "
+                            "(it is not the Blender application); pass --workers 1, or run it in Blender.")
     prepare_out(out, settings, args.resume)
     mine = shard_indices(settings["count"], shard, num_shards)
     todo = missing_indices(out, settings, mine)
     progress = None
-    if not args.no_progress:
-        from tqdm import tqdm
-        progress = tqdm(total=len(mine), initial=len(mine) - len(todo), unit="img",
-                        desc=f"generate {settings['split']}", dynamic_ncols=True, smoothing=0.1)
+    if not args.no_progress:     # tqdm where installed (Blender has none): plain lines otherwise
+        from .progress import progress_bar
+        progress = progress_bar(len(mine), initial=len(mine) - len(todo), unit="img",
+                                desc=f"generate {settings['split']}", dynamic_ncols=True, smoothing=0.1)
     t0 = time.time()
     try:
         if todo and args.workers == 1:

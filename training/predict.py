@@ -10,6 +10,9 @@ folder has no calibration.json; in_domain false = the program is a guess). Witho
 atomically at the end. An image that cannot be read does not stop the run: it is listed
 with its reason under ``"failed"``, and the command ends with exit code 2 and one sentence
 (``--strict``: stop at the first one instead).
+
+Runs in Blender's own Python as it ships (no Pillow, tqdm or torch): images are read by
+Blender's loader, the shipped model runs on the NumPy runtime, progress is plain text.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from pathlib import Path
 from ..atomic import check_output, write_json
 from ..errors import UserError
 from ..images import IMAGE_SUFFIXES
+from ..operators import deps
 from ..scene.program import Scene, scene_to_clevr
 
 
@@ -33,7 +37,7 @@ class ImageItem:
         self.name, self.path, self.pack, self.index = name, path, pack, index
 
     def load(self):
-        return self.pack.image(self.index) if self.pack is not None else load_image(self.path)
+        return self.pack.image(self.index) if self.pack is not None else read_image(self.path)
 
 
 def _folder_images(folder: Path) -> list[Path]:
@@ -58,6 +62,7 @@ def collect_images(paths) -> list[ImageItem]:
                                    "pass image files or a folder of images.")
             out.extend(ImageItem(q.name, q) for q in found)
         elif p.is_file() and p.suffix == ".npz":
+            deps.require(f"Reading the packed dataset {p.name}", ["PIL"])   # before dataset.py imports it
             from .dataset import DatasetError, PackSource
             try:
                 pack = PackSource(p)
@@ -75,9 +80,51 @@ def collect_images(paths) -> list[ImageItem]:
     return out
 
 
-def load_image(path: Path):
-    from ..images import load_image as load
-    return load(path)
+def read_image(path: Path):
+    """An image file -> what the predictor takes: an RGB PIL image through the one loader
+    (``..images.load_image``) where Pillow is; in Blender's own Python, which has no Pillow,
+    the pixels as Blender's loader reads them (:func:`blender_pixels`, what File > Import >
+    Image to Scene does without Pillow). Neither: one sentence naming Pillow."""
+    from ..model.pixels import has_pillow
+
+    if has_pillow():
+        from ..images import load_image
+        return load_image(path)
+    if not deps.missing_modules(["bpy"]):
+        return blender_pixels(path)
+    raise PredictError(deps.requirement_sentence(f"Reading the image file {Path(path).name}", ["PIL"]))
+
+
+def blender_pixels(path: Path):
+    """An image file read by Blender (every format Blender opens) -> (H, W, C) float32
+    display values in [0, 1], top row first; the temporary Image datablock is removed.
+    Unusable files raise ``..images.ImageError`` sentences."""
+    import bpy
+    import numpy as np
+
+    from ..images import ImageError, check_size
+
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"Image file {path} does not exist; check the path.")
+    if path.stat().st_size == 0:
+        raise ImageError(f"Image file {path} is empty (0 bytes); re-export the image.")
+    unreadable = f"Image file {path} cannot be read as an image; save it as PNG or JPEG."
+    try:
+        img = bpy.data.images.load(str(path.resolve()), check_existing=False)
+    except RuntimeError:
+        raise ImageError(unreadable) from None
+    try:
+        width, height = img.size[:]
+        channels = img.channels
+        if not width or not height or not channels:
+            raise ImageError(unreadable)
+        check_size(width, height, path)
+        buf = np.empty(width * height * channels, dtype=np.float32)
+        img.pixels.foreach_get(buf)
+        return buf.reshape(height, width, channels)[::-1].copy()
+    finally:
+        bpy.data.images.remove(img)
 
 
 def predict_records(predictor, images: list[ImageItem], batch_size: int = 8, progress: bool = True,
@@ -85,11 +132,10 @@ def predict_records(predictor, images: list[ImageItem], batch_size: int = 8, pro
     """Run `predictor` over images in batches: (one CLEVR scene record + program per readable
     image, one ``{"image_filename", "path", "error"}`` per unreadable one). `strict`: the
     first unreadable image raises its ImageError instead."""
-    from tqdm import tqdm
-
     from ..images import ImageError
+    from .progress import progress_bar
     records, failed = [], []
-    bar = tqdm(total=len(images), desc="predict", unit="img", disable=not progress, file=sys.stderr)
+    bar = progress_bar(len(images), desc="predict", unit="img", disable=not progress, file=sys.stderr)
     for start in range(0, len(images), batch_size):
         chunk, pixels = [], []
         for item in images[start:start + batch_size]:
