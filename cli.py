@@ -47,6 +47,7 @@ COMMANDS = {
                           deps.RUNTIME),
     "bench": Command("training.bench", "Benchmarks: `bench render`, `bench model`"),   # per target: bench.TARGETS
     "package": Command("tools.package", "Build the installable extension zip with Blender's own tool"),
+    "home": Command("home", "List the data home: datasets (scenes rendered) and runs (step, state)"),
 }
 
 PROG = "ig_llm"

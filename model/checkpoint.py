@@ -66,6 +66,16 @@ def checkpoint_state(model: "IGLLM") -> dict:
     return out
 
 
+def saved_config(model: "IGLLM") -> dict:
+    """The config as the checkpoint stores it. A vision tower whose weights are stored in
+    the folder does not name the file it started from: a checkpoint holds everything it
+    needs and no path of the machine that trained it (the model card keeps the history)."""
+    cfg = model.config.to_dict()
+    if not any(k.startswith("vision.") for k in _external_keys(model)):
+        cfg["vision_weights"] = None
+    return cfg
+
+
 def _card_text(card) -> str:
     if isinstance(card, str):
         return card if card.endswith("\n") else card + "\n"
@@ -81,7 +91,7 @@ def save_checkpoint(model: "IGLLM", out_dir, card: dict | str = "") -> Path:
 
     out_dir = Path(out_dir)
     with writing_folder(out_dir) as tmp:
-        cfg = {"format": FORMAT, "tokenizer": model.tokenizer.kind, "config": model.config.to_dict()}
+        cfg = {"format": FORMAT, "tokenizer": model.tokenizer.kind, "config": saved_config(model)}
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
         save_file(checkpoint_state(model), str(tmp / "model.safetensors"), metadata={"format": FORMAT})
         model.tokenizer.save(tmp)

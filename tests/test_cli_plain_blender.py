@@ -71,6 +71,7 @@ CASES = [
     ("bench render", ["bench", "render", "--images", "1"], None, ("make bench",)),
     ("bench model", ["bench", "model", "--images", "1"], None, ("make bench", "torch")),
     ("package", ["package", "--out", "{out}/dist"], None, ("make extension",)),
+    ("home", ["home", "--home", "{out}/home"], [], ()),
 ]
 
 

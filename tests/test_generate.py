@@ -199,3 +199,22 @@ def test_index_maps_are_the_per_pixel_truth_and_can_be_added_later(full_run, tmp
     assert index_maps.main([str(old)]) == 0 and "0 index maps" in capsys.readouterr().err
     assert index_maps.main([str(tmp_path / "missing")]) == 2
     assert "no labels/ folder" in capsys.readouterr().err
+
+
+def test_without_out_it_renders_into_the_data_home_and_resume_extends_it_byte_identically(full_run, tmp_path):
+    """Renders accumulate in the data home (issue #25): `--resume --count N` adds scenes and
+    leaves the ones already there byte for byte."""
+    home = tmp_path / "home"
+    base = [sys.executable, "-m", "ig_llm", "generate", *TINY, "--no-progress", "--workers", "1", "--home", str(home)]
+    small = [a if a != "6" else "3" for a in base]
+    subprocess.run(small, check=True, capture_output=True, timeout=300)
+    out = home / "datasets" / "trainA"
+    first = _files(out, "labels")
+    assert sorted(first) == [f"CLEVR_trainA_{i:06d}.json" for i in range(3)]
+    first_images = _files(out, "images")
+    subprocess.run(base + ["--resume"], check=True, capture_output=True, timeout=300)
+    labels, images = _files(out, "labels"), _files(out, "images")
+    assert len(labels) == 6 and all(labels[k] == v for k, v in first.items())
+    assert all(images[k] == v for k, v in first_images.items())
+    assert labels == _files(full_run, "labels")      # the extended dataset is the one rendered in one go
+    assert json.loads((out / "manifest.json").read_text())["count"] == 6

@@ -339,3 +339,17 @@ def test_bench_prints_a_table():
     assert "| constrained + jump-forward" in table
     # the header says which weights were timed: the shipped model, or untrained when none ships
     assert "trained (" in table or "untrained" in table
+
+
+def test_a_saved_checkpoint_with_its_tower_inside_names_no_machine_path(tmp_path):
+    """The shipped config carried the build machine's stage-1 path (issue #25, item 7)."""
+    import json
+
+    model = IGLLM(micro_config(vision_weights=str(tmp_path / "gone" / "vision.safetensors")),
+                  ProgramTokenizer.build(), load_weights=False)
+    save_checkpoint(model, tmp_path / "ckpt")
+    assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["config"]["vision_weights"] is None
+    load_checkpoint(tmp_path / "ckpt")      # loads with the file it started from gone
+    shipped_dir = Path(__file__).resolve().parents[1] / "model" / "default"
+    shipped = json.loads((shipped_dir / "config.json").read_text())["config"]
+    assert shipped["vision_weights"] is None

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from ..atomic import check_output, write_json
 from ..errors import UserError
+from ..home import add_home_argument, dataset_dir
 from .sampler import default_min_pixels, image_name, shard_indices
 
 # Default training setting, chosen by measurement on a 2-core machine (docs/dataset.md):
@@ -67,7 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"Cycles samples per pixel (default {DEFAULT_SAMPLES}; CLEVR: 512)")
     parser.add_argument("--bounces", type=int, default=DEFAULT_BOUNCES,
                         help=f"Cycles max light bounces (default {DEFAULT_BOUNCES}; CLEVR: 12)")
-    parser.add_argument("--out", required=True, help="output folder (new or empty, or --resume)")
+    parser.add_argument("--out", default=None,
+                        help="output folder (new or empty, or --resume); default: the data home's "
+                             "datasets/<split>, e.g. ~/.cache/ig_llm/datasets/trainA (`ig_llm home`)")
+    add_home_argument(parser)
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                         help=f"parallel Blender processes (default {DEFAULT_WORKERS})")
     parser.add_argument("--threads", type=int, default=None,
@@ -376,6 +380,8 @@ def main(args) -> int:
     shard, num_shards = parse_shard(args.shard)
     if args.workers < 1:
         raise GenerateError(f"--workers {args.workers} is too small; pass --workers 1 or more.")
+    if args.out is None:     # the data home: renders outlive the checkout they were made from
+        args.out = str(dataset_dir(settings["split"], args.home))
     out = Path(args.out)
     if args.worker:     # a child of run_workers: the parent prepared the folder
         todo = missing_indices(out, settings, shard_indices(settings["count"], shard, num_shards))
