@@ -7,7 +7,7 @@ A program is one ``add(...)`` call per object, in the paper's format::
 This module turns text into a :class:`Scene` and back. Domains of the paper's 2D and
 SO(3) tasks (kinds ``dot2d`` and ``pose``) speak their own ``add(...)`` lines; this
 module hands those to ``task_program.py``, so callers use one parse/format for all. The parser is a small strict
-recursive-descent parser: it never evaluates the text, and every malformed program
+recursive-descent parser (its tokenizer and readers in ``parsing.py``): it never evaluates the text, and every malformed program
 raises :class:`ProgramError` with the line, the column and what was expected.
 Pure Python: no bpy, no torch.
 """
@@ -18,25 +18,17 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
 
-from ..errors import UserError, excerpt
 from .domain import ATTRIBUTES, Domain, load_domain
+# the shared pieces of the language (task_program.py reads its lines with them too);
+# NUM_TOKEN and ProgramError stay importable from here: they are this module's API
+from .parsing import (CHAR_NUMBER_FORMAT, NUM_TOKEN, Line, ProgramError, number_writer,  # noqa: F401
+                      parse_call, parse_number, parse_word)
 
-NUM_TOKEN = "<num>"          # the numeric head's placeholder, one per number
-CHAR_NUMBER_FORMAT = "{:+.3f}"  # the character baseline's number format (paper)
 PROMPT = "What Python Blender code could be used to produce the scene?"
 
 # CLEVR's base camera (clevr.md); used to order objects left to right when no camera
 # is given. Jittered cameras still look at the origin, so the order rarely changes.
 DEFAULT_CAMERA = (7.4811, -6.5076, 5.3437)
-
-
-class ProgramError(UserError, ValueError):
-    """A program that cannot be parsed or names something the domain does not know."""
-
-    def __init__(self, message: str, line: int | None = None, column: int | None = None):
-        self.line, self.column, self.reason = line, column, message
-        where = f"line {line}, column {column}: " if line is not None else ""
-        super().__init__(f"Malformed scene program: {where}{message}")
 
 
 @dataclass
@@ -97,17 +89,6 @@ def sort_left_to_right(objects: Iterable[SceneObject], camera=DEFAULT_CAMERA) ->
 FIELD_ORDER = ("shape", "color", "material", "size", "loc", "rotation")
 
 
-def number_writer(numbers: str, fmt: str, values: list):
-    """One number of a program line as text: ``<num>`` (the value appended to `values`) when
-    `numbers` is "placeholder", else `fmt` (tiny values written as 0, never "-0.000")."""
-    def num(v: float) -> str:
-        if numbers == "placeholder":
-            values.append(float(v))
-            return NUM_TOKEN
-        return fmt.format(0.0 if abs(v) < 5e-4 else v)
-    return num
-
-
 def format_program(scene: Scene, numbers: str = "char", *, domain: Domain | None = None,
                    camera=DEFAULT_CAMERA, rng=None, shuffle_attributes: bool = False):
     """Scene -> program text, objects left to right.
@@ -153,45 +134,7 @@ format = format_program  # noqa: A001 - the issue's name for it; shadows the bui
 # ---------------------------------------------------------------------------------------
 # parsing
 # ---------------------------------------------------------------------------------------
-_TOKEN_RE = re.compile(r"""
-    (?P<ws>[ \t]+)
-  | (?P<num>[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
-  | (?P<placeholder><num>)
-  | (?P<name>[A-Za-z_][A-Za-z_0-9]*)
-  | (?P<str>'[^'\n]*'|"[^"\n]*")
-  | (?P<punct>[(),=])
-""", re.VERBOSE | re.ASCII)   # ASCII: "١٢" is not a number, "ｘ" is not a name
-
 _FENCE_RE = re.compile(r"^\s*```\s*(python|py)?\s*$")
-
-
-class _Line:
-    """Tokens of one source line with a cursor."""
-
-    def __init__(self, text: str, lineno: int):
-        self.lineno, self.tokens, pos = lineno, [], 0
-        while pos < len(text):
-            m = _TOKEN_RE.match(text, pos)
-            if not m:
-                raise ProgramError(f"unexpected character {text[pos]!r} (expected ASCII names, digits, "
-                                   "quotes, '(', ')', ',' or '=')", lineno, pos + 1)
-            if m.lastgroup != "ws":
-                self.tokens.append((m.lastgroup, m.group(), pos + 1))
-            pos = m.end()
-        self.i = 0
-        self.end_col = len(text) + 1
-
-    def peek(self):
-        return self.tokens[self.i] if self.i < len(self.tokens) else ("eol", "end of line", self.end_col)
-
-    def take(self, kind: str, value: str | None = None, expected: str | None = None):
-        tok = self.peek()
-        if tok[0] != kind or (value is not None and tok[1] != value):
-            want = expected or (repr(value) if value else kind)
-            found = "end of line" if tok[0] == "eol" else excerpt(tok[1])
-            raise ProgramError(f"expected {want}, found {found}", self.lineno, tok[2])
-        self.i += 1
-        return tok
 
 
 def _is_skippable(line: str) -> bool:
@@ -218,13 +161,13 @@ def parse(text: str, *, domain: Domain | None = None, numbers: Sequence[float] |
             continue
         if len(objects) >= max_objects:
             raise ProgramError(f"more than {max_objects} objects (expected at most {max_objects} add(...) lines)", lineno, 1)
-        objects.append(parse_line(_Line(line, lineno), domain, queue))
+        objects.append(parse_line(Line(line, lineno), domain, queue))
     if queue:
         raise ProgramError(f"{len(queue)} numeric value(s) left over after the last <num> (expected one value per <num>)")
     return Scene(objects)
 
 
-def parse_line(ln: _Line, domain: Domain, queue):
+def parse_line(ln: Line, domain: Domain, queue):
     """One add(...) line in the language of the domain's kind."""
     if domain.kind != "clevr":
         from .task_program import parse_task_line
@@ -232,46 +175,18 @@ def parse_line(ln: _Line, domain: Domain, queue):
     return _parse_add(ln, domain, queue)
 
 
-def parse_call(ln: _Line, names, read_value, unknown: str) -> dict:
-    """`add(name=value, ...)` to the end of the line, as {name: value}: each name one of
-    `names` and given once (`unknown` ends the error for any other); `read_value(name)`
-    reads the value after `name=`. The caller checks which names are required."""
-    ln.take("name", "add", expected="'add'")
-    ln.take("punct", "(", expected="'(' after add")
-    fields: dict = {}
-    first = True
-    while ln.peek()[:2] != ("punct", ")"):
-        if not first:
-            ln.take("punct", ",", expected="',' or ')'")
-            if ln.peek()[:2] == ("punct", ")"):
-                break  # trailing comma
-        first = False
-        _, name, col = ln.take("name", expected="an attribute name")
-        if name not in names:
-            raise ProgramError(f"unknown attribute {excerpt(name)}{unknown}", ln.lineno, col)
-        if name in fields:
-            raise ProgramError(f"attribute {name!r} given twice (expected each attribute once)", ln.lineno, col)
-        ln.take("punct", "=", expected=f"'=' after {name}")
-        fields[name] = read_value(name)
-    ln.take("punct", ")", expected="')'")
-    tok = ln.peek()
-    if tok[0] != "eol":
-        raise ProgramError(f"expected end of line after ')', found {excerpt(tok[1])}", ln.lineno, tok[2])
-    return fields
-
-
-def _parse_add(ln: _Line, domain: Domain, queue) -> SceneObject:
+def _parse_add(ln: Line, domain: Domain, queue) -> SceneObject:
     max_rot = domain.limits.get("max_abs_rotation")
 
     def read_value(name: str):
         if name in ATTRIBUTES:
-            return _parse_word(ln, name, domain)
+            return parse_word(ln, name, domain)
         if name == "loc":
             return _parse_tuple(ln, 3, 3, queue, domain)
         # rotation: a yaw, or a tuple (only its z component is a yaw about Z)
         if ln.peek()[:2] == ("punct", "("):
             return _parse_tuple(ln, 1, 3, queue, domain, limit=max_rot)[-1]
-        return _parse_number(ln, queue, domain, limit=max_rot)
+        return parse_number(ln, queue, domain, limit=max_rot)
 
     fields = parse_call(ln, FIELD_ORDER, read_value, f" (expected one of {', '.join(FIELD_ORDER)})")
     missing = [f for f in FIELD_ORDER[:5] if f not in fields]
@@ -281,41 +196,14 @@ def _parse_add(ln: _Line, domain: Domain, queue) -> SceneObject:
                        size=fields["size"], loc=fields["loc"], rotation=fields.get("rotation", 0.0))
 
 
-def _parse_word(ln: _Line, attr: str, domain: Domain) -> str:
-    kind, raw, col = ln.take("str", expected=f"a quoted {attr} name")
-    try:
-        return domain.canonical(attr, raw[1:-1])
-    except KeyError:
-        raise ProgramError(f"unknown {attr} {excerpt(raw[1:-1])} (expected one of {', '.join(domain.all_words(attr))})",
-                           ln.lineno, col) from None
-
-
-def _parse_number(ln: _Line, queue, domain: Domain, limit: float | None = None) -> float:
-    kind, raw, col = ln.peek()
-    if kind == "placeholder":
-        ln.i += 1
-        if queue is None:
-            raise ProgramError("<num> placeholder but no numeric values were given (expected a number here)", ln.lineno, col)
-        if not queue:
-            raise ProgramError("more <num> placeholders than numeric values (expected one value per <num>)", ln.lineno, col)
-        value = float(queue.pop(0))
-    else:
-        kind, raw, col = ln.take("num", expected="a number")
-        value = float(raw)
-    limit = limit or domain.max_abs_coordinate
-    if not math.isfinite(value) or abs(value) > limit:
-        raise ProgramError(f"number {value:g} is out of range (|value| <= {limit:g}); expected a finite number within that range", ln.lineno, col)
-    return value
-
-
-def _parse_tuple(ln: _Line, min_len: int, max_len: int, queue, domain: Domain, limit=None) -> tuple:
+def _parse_tuple(ln: Line, min_len: int, max_len: int, queue, domain: Domain, limit=None) -> tuple:
     ln.take("punct", "(", expected="'(' to start a tuple")
-    values = [_parse_number(ln, queue, domain, limit)]
+    values = [parse_number(ln, queue, domain, limit)]
     while ln.peek()[:2] == ("punct", ","):
         ln.i += 1
         if len(values) == max_len:
             raise ProgramError(f"expected a tuple of at most {max_len} numbers, found more", ln.lineno, ln.peek()[2])
-        values.append(_parse_number(ln, queue, domain, limit))
+        values.append(parse_number(ln, queue, domain, limit))
     ln.take("punct", ")", expected="',' or ')' in the tuple")
     if len(values) < min_len:
         raise ProgramError(f"expected {min_len} numbers in the tuple, found {len(values)}",

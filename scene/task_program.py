@@ -16,7 +16,8 @@ one object at the origin; ``rotation=(…)`` in the domain's representation
 is the same whichever form its program was written in.
 
 ``program.parse`` / ``program.format_program`` / the CLEVR-record helpers hand these
-kinds to this module. Pure Python + NumPy: no bpy, no torch.
+kinds to this module, which reads its lines with the tokenizer and readers of parsing.py.
+Pure Python + NumPy: no bpy, no torch.
 """
 from __future__ import annotations
 
@@ -24,8 +25,7 @@ from dataclasses import dataclass
 
 from . import rotations
 from .domain import Domain
-from .program import (CHAR_NUMBER_FORMAT, ProgramError, Scene, _Line, _parse_number, number_writer, parse_call,
-                      _parse_word)
+from .parsing import CHAR_NUMBER_FORMAT, Line, ProgramError, number_writer, parse_call, parse_number, parse_word
 
 DOT_FIELDS = ("x", "y")
 POSE_FIELDS = ("shape", "rotation")
@@ -86,8 +86,8 @@ def number_count(domain: Domain) -> int:
 # ---------------------------------------------------------------------------------------
 # formatting
 # ---------------------------------------------------------------------------------------
-def format_task(scene: Scene, numbers: str, domain: Domain, rng=None, shuffle_attributes: bool = False):
-    """As program.format_program, for a dot2d or pose domain."""
+def format_task(scene, numbers: str, domain: Domain, rng=None, shuffle_attributes: bool = False):
+    """As program.format_program (`scene` a program.Scene), for a dot2d or pose domain."""
     fmt = number_format(domain)
     lines, values = [], []
     num = number_writer(numbers, fmt, values)
@@ -125,15 +125,15 @@ def _pose(obj) -> PoseObject:
 # ---------------------------------------------------------------------------------------
 # parsing (one add(...) line; program.parse does lines, comments, fences and counts)
 # ---------------------------------------------------------------------------------------
-def parse_task_line(ln: _Line, domain: Domain, queue):
+def parse_task_line(ln: Line, domain: Domain, queue):
     names = fields(domain)
 
     def read_value(name: str):
         if name == "shape":
-            return _parse_word(ln, "shape", domain)
+            return parse_word(ln, "shape", domain)
         if name == "rotation":
             return _parse_rotation(ln, domain, queue)
-        return _parse_number(ln, queue, domain)
+        return parse_number(ln, queue, domain)
 
     got = parse_call(ln, names, read_value, f" for the {domain.name} domain (expected {' and '.join(names)})")
     missing = [f for f in names if f not in got]
@@ -144,14 +144,14 @@ def parse_task_line(ln: _Line, domain: Domain, queue):
     return PoseObject(got["shape"], got["rotation"])
 
 
-def _parse_rotation(ln: _Line, domain: Domain, queue) -> tuple:
+def _parse_rotation(ln: Line, domain: Domain, queue) -> tuple:
     n = rotations.REPRESENTATIONS[domain.rotation]
     limit = domain.limits.get("max_abs_rotation")
     _, _, col = ln.take("punct", "(", expected=f"'(' to start the {n} numbers of a {domain.rotation} rotation")
-    values = [_parse_number(ln, queue, domain, limit)]
+    values = [parse_number(ln, queue, domain, limit)]
     while ln.peek()[:2] == ("punct", ","):
         ln.i += 1
-        values.append(_parse_number(ln, queue, domain, limit))
+        values.append(parse_number(ln, queue, domain, limit))
     ln.take("punct", ")", expected="',' or ')' in the rotation")
     if len(values) != n:
         raise ProgramError(f"a {domain.rotation} rotation has {n} numbers, found {len(values)} "
