@@ -33,16 +33,16 @@ COMMANDS = {
                     ("bpy",) + deps.BUNDLED_MODULES),
     "build": Command("scene.build_command", "Build a scene program into a .blend (optionally render it)",
                      ("bpy",)),
-    "generate": Command("training.generate", "Render a CLEVR / CoGenT dataset with Cycles", ("bpy",)),
-    "train": Command("training.train", "Train an IG-LLM model (stage 1 vision tower, stage 2 program)",
+    "generate": Command("training.data.generate", "Render a CLEVR / CoGenT dataset with Cycles", ("bpy",)),
+    "train": Command("training.stages.train", "Train an IG-LLM model (stage 1 vision tower, stage 2 program)",
                      deps.RUNTIME),
     "train-default": Command("training.train_default",
                              "Train the default recipe from scratch: render, both stages, evaluate (resumable)",
                              deps.RUNTIME),
-    "predict": Command("training.predict", "Predict scene programs for images (CLEVR scenes JSON out)",
+    "predict": Command("training.eval.predict", "Predict scene programs for images (CLEVR scenes JSON out)",
                        deps.BUNDLED_MODULES),
-    "evaluate": Command("training.evaluate", "Score predictions against ground truth (paper metrics)", ("scipy",)),
-    "experiment": Command("training.experiment", "The paper's experiments as one command each (cogent: IG-LLM vs "
+    "evaluate": Command("training.eval.evaluate", "Score predictions against ground truth (paper metrics)", ("scipy",)),
+    "experiment": Command("training.experiments.command", "The paper's experiments as one command each (cogent: IG-LLM vs "
                           "an NS-VQA-style parser; 2d: head vs characters; so3: rotation representations)",
                           deps.RUNTIME),
     "bench": Command("training.bench", "Benchmarks: `bench render`, `bench model`"),   # per target: bench.TARGETS

@@ -30,7 +30,7 @@ def main(args) -> int:
     from .model.inference import Predictor
     from .scene.build_command import _check_output, write_blend
     from .scene.domain import load_domain
-    from .training.predict import read_image
+    from .training.eval.predict import read_image
 
     inputs = [args.image]
     out = _check_output(args.out, "--out", ".blend", inputs)

@@ -6,7 +6,7 @@ tokens: the mean and standard deviation of the tower tokens over the image (one 
 per picture) are compared with the same vectors of in-domain renders by a PCA
 Mahalanobis distance plus the part PCA cannot explain (probabilistic PCA's score).
 
-``calibration.json`` beside the model (written by ``python -m ig_llm.training.calibrate``)
+``calibration.json`` beside the model (written by ``python -m ig_llm.training.eval.calibrate``)
 holds the mean, the principal directions and variances, the residual variance and the
 threshold: ``in_domain = score <= threshold`` and ``confidence = 1 / (1 + exp((score -
 threshold) / scale))`` (0.5 at the threshold). No file: every picture gets confidence

@@ -137,7 +137,7 @@ class ConvTower(nn.Module):
     A 5x5 stride-2 stem and four residual blocks (strides 2, 2, 1, 1: total stride 8)
     give a dense grid `features()` [B, C, H/8, W/8] — at 192x128 a 16x24 grid, 8 px per
     cell, fine enough for CLEVR's smallest objects. Stage 1 trains dense heads on that
-    grid (training/pretrain_dense.py). The LM gets the same features with each 2x2 group
+    grid (training/stages/tower.py). The LM gets the same features with each 2x2 group
     of cells stacked into one token (space-to-depth): 4x fewer tokens for the LM, nothing
     thrown away. ``tower_stride=4`` (blocks 2, 1, 1, 1) makes the grid twice as fine (stage 1
     took about 2x as long here); 4x4 cells then make a token, so the LM still gets one token per

@@ -118,7 +118,7 @@ DOT_STYLE_DEFAULTS = {"dot_rgb": (255, 0, 0), "dot_radius_px": 5, "background_rg
 
 def dot_style(domain: Domain, override: dict | None = None) -> dict:
     """The 2D look (8-bit sRGB colours, radius in canvas px): `override`'s keys (a generic
-    pre-training sample's, training/task_sampler.sample_style), else the domain file's."""
+    pre-training sample's, training/data/task_sampler.sample_style), else the domain file's."""
     return {k: (override or {}).get(k, domain.task.get(k, v)) for k, v in DOT_STYLE_DEFAULTS.items()}
 
 

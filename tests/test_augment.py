@@ -9,9 +9,9 @@ import pytest
 from ig_llm.scene.camera import StageJitter, project
 from ig_llm.scene.domain import load_domain
 from ig_llm.scene.program import format_program, parse
-from ig_llm.training.augment import mirror_folder, mirror_point, mirror_scene, mirror_yaw
-from ig_llm.training.sampler import sample_image
-from ig_llm.training.synthetic import draw_scene, make_synthetic_dataset
+from ig_llm.training.data.augment import mirror_folder, mirror_point, mirror_scene, mirror_yaw
+from ig_llm.training.data.sampler import sample_image
+from ig_llm.training.data.synthetic import draw_scene, make_synthetic_dataset
 
 
 def _cameras(n=20):
@@ -72,8 +72,8 @@ def test_collator_mirrors_deterministically(tmp_path):
     torch = pytest.importorskip("torch")
     from ig_llm.model.presets import make_config
     from ig_llm.model.tokenizer import ProgramTokenizer
-    from ig_llm.training.dataset import SceneDataset, open_source
-    from ig_llm.training.train import Collator
+    from ig_llm.training.data.dataset import SceneDataset, open_source
+    from ig_llm.training.stages.train import Collator
 
     data = make_synthetic_dataset(tmp_path / "d", 4, seed=1)
     config = make_config("tiny", image_size=64, image_height=64)   # square, as the dataset below
@@ -138,7 +138,7 @@ def test_2d_dot_mirror_is_x_to_one_minus_x_on_the_flipped_canvas():
 
 def test_mirror_refuses_a_pose_domain_in_one_sentence():
     from ig_llm.scene.domain import load_domain
-    from ig_llm.training.augment import check_mirror
+    from ig_llm.training.data.augment import check_mirror
     check_mirror(load_domain("2d"))
     check_mirror(load_domain("clevr"))
     with pytest.raises(ValueError, match=r"^--mirror is not implemented for the so3:6d domain .*; drop --mirror\.$"):

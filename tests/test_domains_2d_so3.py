@@ -12,8 +12,8 @@ from ig_llm.scene.domain import load_domain
 from ig_llm.scene.program import (ProgramError, Scene, format_program, parse, scene_from_clevr,
                                   scene_to_clevr)
 from ig_llm.scene.task_program import DotObject, PoseObject
-from ig_llm.training import task_sampler as ts
-from ig_llm.training.metrics import evaluate_scenes, scene_metrics
+from ig_llm.training.data import task_sampler as ts
+from ig_llm.training.eval.metrics import evaluate_scenes, scene_metrics
 
 D2 = load_domain("2d")
 SO3 = load_domain("so3")

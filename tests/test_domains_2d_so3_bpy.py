@@ -14,8 +14,8 @@ from ig_llm.scene import builder, rotations  # noqa: E402
 from ig_llm.scene.domain import load_domain  # noqa: E402
 from ig_llm.scene.program import ProgramError, Scene, format_program, parse, scene_from_clevr  # noqa: E402
 from ig_llm.scene.task_program import DotObject, PoseObject  # noqa: E402
-from ig_llm.training import task_sampler  # noqa: E402
-from ig_llm.training.evaluate import evaluate_files  # noqa: E402
+from ig_llm.training.data import task_sampler  # noqa: E402
+from ig_llm.training.eval.evaluate import evaluate_files  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -136,7 +136,7 @@ def test_generic_world_renders_its_own_look_and_leaves_the_task_look_alone(tmp_p
     a task render after it in the same Blender session is red on white again (the
     materials are shared by name)."""
     from PIL import Image
-    from ig_llm.training.task_render import TaskRenderer
+    from ig_llm.training.data.task_render import TaskRenderer
     d = load_domain("2d")
 
     def pixels(renderer, i):

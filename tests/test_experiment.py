@@ -8,8 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from ig_llm.cli import main as cli_main  # noqa: E402
-from ig_llm.training.experiment import BASELINES  # noqa: E402
-from ig_llm.training.synthetic import make_synthetic_dataset  # noqa: E402
+from ig_llm.training.experiments.cogent import BASELINES  # noqa: E402
+from ig_llm.training.data.synthetic import make_synthetic_dataset  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +52,10 @@ def test_baseline_file_scores_like_its_decoding(sets, tmp_path):
     """What the JSON carries is what the network decoded: same metrics either way."""
     from ig_llm.model.presets import make_config
     from ig_llm.scene.domain import load_domain
-    from ig_llm.training.baseline import predict_baseline
-    from ig_llm.training.dataset import open_source
-    from ig_llm.training.evaluate import evaluate_files
-    from ig_llm.training.pretrain_dense import load_dense_model, probe_metrics
+    from ig_llm.training.experiments.baseline import predict_baseline
+    from ig_llm.training.data.dataset import open_source
+    from ig_llm.training.eval.evaluate import evaluate_files
+    from ig_llm.training.stages.tower import load_dense_model, probe_metrics
     _, train, val = sets
     run = tmp_path / "run"
     assert cli_main(["train", "--data", str(train), "--out", str(run), "--stage", "1", "--stage1-steps", "2",

@@ -10,7 +10,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("bpy")
 
 from ig_llm.cli import main as cli_main  # noqa: E402
-from ig_llm.training import experiment_tasks as et  # noqa: E402
+from ig_llm.training.experiments import common  # noqa: E402
+from ig_llm.training.experiments import tasks as et  # noqa: E402
 
 TOY = ["--train-count", "3", "--test-count", "2", "--steps", "2", "--batch-size", "2", "--render-workers", "1",
        "--threads", "1", "--stage1-steps", "2"]
@@ -45,7 +46,7 @@ def test_experiment_end_to_end_then_nothing_again(name, tmp_path, capsys):
     tower = tmp_path / "w" / "stage1" / "stage1" / "vision.safetensors"
     assert tower.is_file()
     # the 2d tower saw only the generic world, so3's its own training renders
-    s1 = json.loads((tmp_path / "w" / "stage1" / et.RECIPE_FILE).read_text())
+    s1 = json.loads((tmp_path / "w" / "stage1" / common.RECIPE_FILE).read_text())
     assert s1[s1.index("--data") + 1] == str(tmp_path / "w" / "data" / ("tower" if name == "2d" else "train"))
     if name == "2d":
         generic = json.loads((tmp_path / "w" / "data" / "tower" / "scenes.json").read_text())["scenes"]

@@ -26,7 +26,7 @@ from ig_llm.cli import main as cli_main  # noqa: E402
 from ig_llm.model.checkpoint import save_checkpoint  # noqa: E402
 from ig_llm.model.igllm import IGLLM  # noqa: E402
 from ig_llm.model.tokenizer import ProgramTokenizer  # noqa: E402
-from ig_llm.training.synthetic import make_synthetic_dataset  # noqa: E402
+from ig_llm.training.data.synthetic import make_synthetic_dataset  # noqa: E402
 from model_helpers import micro_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -250,7 +250,7 @@ GENERATE_ARGS = ["--resume", "--count", "4", "--size", "48x32"]
 
 def _generate_manifest(data: Path) -> Path:
     """The manifest `generate` writes for GENERATE_ARGS (the synthetic one has fewer keys)."""
-    from ig_llm.training import generate
+    from ig_llm.training.data import generate
     settings = generate.settings_from_args(_generate_args(data))
     (data / "manifest.json").write_text(json.dumps({**settings, "generator": "ig_llm generate", "version": 1}))
     return data
@@ -360,7 +360,7 @@ def test_one_loader_maps_every_mode(tmp_path):
 
 def test_generate_accepts_what_a_failed_start_left(tmp_path):
     """A run that failed at start (disk full) leaves at most empty folders: a rerun accepts them."""
-    from ig_llm.training import generate
+    from ig_llm.training.data import generate
     out = tmp_path / "d"
     (out / "images").mkdir(parents=True)
     settings = generate.settings_from_args(_generate_args(out))
@@ -371,7 +371,7 @@ def test_generate_accepts_what_a_failed_start_left(tmp_path):
 def _generate_args(out: Path):
     import argparse
 
-    from ig_llm.training import generate
+    from ig_llm.training.data import generate
     parser = argparse.ArgumentParser()
     generate.add_arguments(parser)
     return parser.parse_args([*GENERATE_ARGS, "--out", str(out)])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ig_llm.training import generate
+from ig_llm.training.data import generate
 
 # the same Cycles thread count everywhere: with a fixed seed Cycles then reproduces the
 # pixels, except that a rare pixel may differ by 1/255 (multithreaded BVH builds)
@@ -93,7 +93,7 @@ def _assert_same_images(a: Path, b: Path) -> None:
 
 
 def test_pixel_coords_land_on_their_objects(tmp_path):
-    from ig_llm.training.render import Renderer, read_index_pass
+    from ig_llm.training.data.render import Renderer, read_index_pass
     r = Renderer(96, 64, 2, condition="none", seed=1, split="t", threads=2)
     try:
         hits = total = 0
@@ -162,7 +162,7 @@ def test_clear_errors(tmp_path, capsys):
 
 def test_controller_never_imports_bpy(tmp_path):
     """The parent only plans, watches and merges: bpy (0.4 GB) loads in the workers only."""
-    code = ("import sys; from argparse import Namespace; from ig_llm.training import generate as g; "
+    code = ("import sys; from argparse import Namespace; from ig_llm.training.data import generate as g; "
             f"s = g.settings_from_args(Namespace(**{_args(tmp_path / 'x').__dict__!r})); "
             f"g.prepare_out(g.Path({str(tmp_path / 'x')!r}), s, False); g.write_scenes_json(g.Path({str(tmp_path / 'x')!r}), s); "
             "assert 'bpy' not in sys.modules and 'torch' not in sys.modules")
@@ -174,7 +174,7 @@ def test_index_maps_are_the_per_pixel_truth_and_can_be_added_later(full_run, tmp
 
     import numpy as np
 
-    from ig_llm.training import index_maps
+    from ig_llm.training.data import index_maps
     maps = _files(full_run, "index")
     assert sorted(maps) == [f"CLEVR_trainA_{i:06d}.npz" for i in range(6)]
     for i in range(6):

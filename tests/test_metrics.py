@@ -6,9 +6,9 @@ import pytest
 
 from ig_llm.cli import main as cli_main
 from ig_llm.scene.program import Scene, SceneObject, scene_to_clevr
-from ig_llm.training.evaluate import EvaluationError, evaluate_files
-from ig_llm.training.metrics import aggregate, match_objects, scene_metrics, yaw_error_deg
-from ig_llm.training.report import format_table
+from ig_llm.training.eval.evaluate import EvaluationError, evaluate_files
+from ig_llm.training.eval.metrics import aggregate, match_objects, scene_metrics, yaw_error_deg
+from ig_llm.training.eval.report import format_table
 
 
 def obj(shape, x, y, color="red", material="rubber", size="large", rot=0.0):
@@ -130,7 +130,7 @@ def test_evaluate_command(tmp_path, capsys):
 
 
 def test_markdown_tables():
-    from ig_llm.training.report import ablation_table, metrics_markdown
+    from ig_llm.training.eval.report import ablation_table, metrics_markdown
     s = aggregate([scene_metrics(Scene([obj("cube", 0, 0)]), Scene([obj("cube", 0, 0.1)]))])
     md = metrics_markdown({"A": s, "B": s})
     assert "| count_acc | 100.0 % | 100.0 % |" in md and "| l2 | 0.100 | 0.100 |" in md

@@ -11,9 +11,9 @@ torch = pytest.importorskip("torch")
 from ig_llm.cli import main as cli_main  # noqa: E402
 from ig_llm.scene.domain import load_domain  # noqa: E402
 from ig_llm.scene.program import Scene, SceneObject  # noqa: E402
-from ig_llm.training.pretrain_dense import (RGB_TO_YIQ, cell_owners, centre_heatmap, colour_yiq,  # noqa: E402
-                                            dense_targets, hue_matrix, object_rows, rotate_chroma)
-from ig_llm.training.synthetic import make_synthetic_dataset  # noqa: E402
+from ig_llm.training.stages.tower import (RGB_TO_YIQ, cell_owners, centre_heatmap, colour_yiq,  # noqa: E402
+                                          dense_targets, hue_matrix, object_rows, rotate_chroma)
+from ig_llm.training.data.synthetic import make_synthetic_dataset  # noqa: E402
 
 from test_train import RUN, TINY  # noqa: E402
 
@@ -50,7 +50,7 @@ def test_pose_targets_are_the_rotation_6d_read_from_the_pooled_grid():
     from ig_llm.model.presets import make_config
     from ig_llm.scene.rotations import as_tuple, euler_xyz_to_matrix, geodesic_deg
     from ig_llm.scene.task_program import PoseObject
-    from ig_llm.training.pretrain_dense import build_dense_model, dense_loss, probe_scenes
+    from ig_llm.training.stages.tower import build_dense_model, dense_loss, probe_scenes
     domain = load_domain("so3")
     m = euler_xyz_to_matrix((0.3, -1.1, 2.0))
     scene = Scene([PoseObject("tripod", as_tuple(m))])
@@ -167,7 +167,7 @@ def test_no_training_command_reads_condition_b(tmp_path, capsys):
 
 
 def test_packs_carry_the_per_pixel_truth(tmp_path):
-    from ig_llm.training.dataset import DatasetError, open_source, pack
+    from ig_llm.training.data.dataset import DatasetError, open_source, pack
     data = make_synthetic_dataset(tmp_path / "data", 5, seed=4, width=96, height=64)
     pack([data], tmp_path / "p.npz")
     pack([data], tmp_path / "half.npz", size=(48, 32))
@@ -187,7 +187,7 @@ def test_packs_carry_the_per_pixel_truth(tmp_path):
 
 
 def test_learning_curve_runs_each_size_once_and_plots(tmp_path):
-    from ig_llm.training import learning_curve
+    from ig_llm.training.experiments import learning_curve
     train = make_synthetic_dataset(tmp_path / "trainA", 8, seed=6, width=96, height=64)
     val = make_synthetic_dataset(tmp_path / "valB", 4, seed=7, width=96, height=64, condition="B", split="valB")
     argv = ["--data", str(train), "--val", str(val), "--sizes", "4", "8", "--steps", "2", "--batch-size", "4",

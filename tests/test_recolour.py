@@ -1,4 +1,4 @@
-"""Per-object recolouring (training/recolour.py): exact on a hand-made shaded object,
+"""Per-object recolouring (training/data/recolour.py): exact on a hand-made shaded object,
 background untouched, colours drawn independently of shape, and both stages' labels follow
 the pixels (stage-1 colour targets, stage-2 colour words)."""
 import random
@@ -11,9 +11,9 @@ torch = pytest.importorskip("torch")
 from ig_llm.cli import main as cli_main  # noqa: E402
 from ig_llm.scene.domain import load_domain  # noqa: E402
 from ig_llm.scene.program import Scene, SceneObject  # noqa: E402
-from ig_llm.training.pretrain_dense import DenseCollator, colour_yiq  # noqa: E402
-from ig_llm.training.recolour import (draw_colours, linear_to_srgb, palette_linear,  # noqa: E402
-                                      recolour_example, recolour_pixels, srgb_to_linear)
+from ig_llm.training.stages.tower import DenseCollator, colour_yiq  # noqa: E402
+from ig_llm.training.data.recolour import (draw_colours, linear_to_srgb, palette_linear,  # noqa: E402
+                                           recolour_example, recolour_pixels, srgb_to_linear)
 
 from test_train import COMMON, RUN, TINY, data  # noqa: E402,F401  (data: the module's fixture)
 
@@ -91,7 +91,7 @@ def test_stage1_colour_targets_follow_the_recoloured_pixels():
 def test_stage2_colour_words_follow_the_recoloured_pixels():
     from ig_llm.model.presets import make_config
     from ig_llm.model.tokenizer import ProgramTokenizer
-    from ig_llm.training.train import Collator
+    from ig_llm.training.stages.train import Collator
     config = make_config("tiny")
     collator = Collator(ProgramTokenizer.build(config.domain), config, seed=0, rank=0, recolour=1.0)
     pixels, index, _ = shaded_object("gray", np.full(12, 0.8))

@@ -6,8 +6,8 @@ import pytest
 
 from ig_llm.scene.camera import StageJitter, ground_directions
 from ig_llm.scene.domain import load_domain
-from ig_llm.training.sampler import (MARGIN, MIN_GAP, X_RANGE, sample_image, sample_scene,
-                                     shard_indices)
+from ig_llm.training.data.sampler import (MARGIN, MIN_GAP, X_RANGE, sample_image, sample_scene,
+                                          shard_indices)
 
 DOMAIN = load_domain()
 COGENT = {

@@ -13,9 +13,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from ig_llm.cli import main as cli_main  # noqa: E402
-from ig_llm.training.dataset import (DatasetError, LengthGroupedBatches, PackSource, SceneDataset,  # noqa: E402
-                                     StepBatches, open_source, pack, stream_index)
-from ig_llm.training.synthetic import make_synthetic_dataset  # noqa: E402
+from ig_llm.training.data.dataset import (DatasetError, LengthGroupedBatches, PackSource, SceneDataset,  # noqa: E402
+                                          StepBatches, open_source, pack, stream_index)
+from ig_llm.training.data.synthetic import make_synthetic_dataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # a very small model: the default conv tower at the drawings' own 96x64 (12x8 grid, 24 LM
@@ -241,7 +241,7 @@ def test_feature_whitening_preserves_then_folds_into_the_projector(data):
     from ig_llm.model.projector import FeatureWhitening, attach_whitening, fold_whitening
     from ig_llm.model.presets import make_config
     from ig_llm.model.tokenizer import ProgramTokenizer
-    from ig_llm.training.train import parse_set
+    from ig_llm.training.stages.model_config import parse_set
     torch.manual_seed(0)
     config = make_config("tiny", **parse_set([TINY[i + 1] for i in range(0, len(TINY), 2)]))
     model = IGLLM(config, ProgramTokenizer.build(config.domain)).eval()

@@ -3,7 +3,7 @@
     .venv/bin/python tools/count_errors.py DATASET_DIR PREDICTIONS.json [--probe STAGE1_DIR] [--json OUT]
         [--subset]   # score only the images PREDICTIONS.json covers (e.g. a sample of a training set)
 
-Prints, from the evaluator's own matching (training/metrics.py):
+Prints, from the evaluator's own matching (training/eval/metrics.py):
 
 * l2 on the scenes counted right vs the scenes counted wrong, and l2 per axis (x, y on
   the ground, z = height) — is the location error its own problem or a side effect of
@@ -33,13 +33,13 @@ def _mean(xs):
 
 
 def probe_scenes_for(stage1: Path, dataset: Path, records: list[dict]) -> list:
-    """The stage-1 network's read-out (pretrain_dense.probe_scenes) of the images of `records`."""
+    """The stage-1 network's read-out (stages/tower.probe_scenes) of the images of `records`."""
     import torch
     from ig_llm.model.batching import preprocess_image
     from ig_llm.model.presets import make_config
     from ig_llm.scene.domain import load_domain
-    from ig_llm.training.dataset import open_source
-    from ig_llm.training.pretrain_dense import colour_yiq, load_dense_model, probe_scenes
+    from ig_llm.training.data.dataset import open_source
+    from ig_llm.training.stages.tower import colour_yiq, load_dense_model, probe_scenes
     config = make_config("tiny")
     domain = load_domain(config.domain)
     model, source, out = load_dense_model(stage1, config), open_source(str(dataset)), []
@@ -55,7 +55,7 @@ def probe_scenes_for(stage1: Path, dataset: Path, records: list[dict]) -> list:
 def diagnose(records: list[dict], preds: dict, probes: list | None) -> dict:
     """The numbers the module docstring lists, from truth records and predicted records."""
     from ig_llm.scene.program import scene_from_clevr
-    from ig_llm.training.metrics import match_objects
+    from ig_llm.training.eval.metrics import match_objects
     right, wrong, axes = [], [], [[], [], []]
     missed, extra = [], []
     for n, rec in enumerate(records):
@@ -109,7 +109,7 @@ def main(argv=None) -> int:
                                  (a.predictions, "`ig_llm predict` output"))):
         return 2
     from ig_llm.atomic import check_output, write_json
-    from ig_llm.training.evaluate import load_scene_records
+    from ig_llm.training.eval.evaluate import load_scene_records
     if a.json:      # before the work: an unwritable --json must not cost the whole diagnosis
         check_output(a.json, "--json", inputs=(a.predictions,))
     records = load_scene_records(a.dataset / "scenes.json")

@@ -84,7 +84,7 @@ def curve() -> dict:
 
 
 def markdown(result: dict) -> str:
-    from ig_llm.training.report import cell
+    from ig_llm.training.eval.report import cell
     columns = (("count_acc", ("A", "B")), ("count_acc", ("A_480", "B_480")), ("l2", ("A_480", "B_480")),
                ("shape_acc", ("B_480",)))
     lines = ["| model | scenes | stage-2 steps | tower | count A / B | count A / B 480 | l2 A / B 480 | shape B 480 |",

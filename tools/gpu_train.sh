@@ -4,7 +4,7 @@
 #   bash tools/gpu_train.sh PACK_DIR OUT_DIR [STAGE2_MINUTES]
 #
 # PACK_DIR holds trainA.npz, valA.npz, valB.npz written by `python -m
-# ig_llm.training.dataset` from folders that have their per-pixel truth (index/: the
+# ig_llm.training.data.dataset` from folders that have their per-pixel truth (index/: the
 # packs then carry it). Stage 1 trains the conv tower on dense targets (preset tiny) and,
 # for the ablation, the earlier ViT tower contrastively (preset tiny-vit); stage 2 runs
 # in parallel on the same GPU for the same wall-clock budget: the default (conv tower,

@@ -4,7 +4,7 @@
 
 STAGE1_DIR is ``experiment 2d``'s ``OUT/stage1/stage1``; TEST_DIR a 2d dataset (e.g. its
 ``OUT/data/test``). For every image the cell with the highest heat is the dot's, and the
-position head there gives its canvas (x, y) (pretrain_dense: ground in [-1, 1]). Prints the
+position head there gives its canvas (x, y) (stages/tower: ground in [-1, 1]). Prints the
 mean l2 over all test points, inside the checkerboard's training cells and between them —
 what the LM's numeric head, reading the same frozen tower, is measured against.
 
@@ -27,8 +27,8 @@ def load_tower(stage1: Path):
     """(the experiment's dense stage-1 network, its config, the checkerboard's cells per side)."""
     from ig_llm.model.presets import make_config
     from ig_llm.scene.domain import load_domain
-    from ig_llm.training.experiment_tasks import IMAGE_SIZE
-    from ig_llm.training.pretrain_dense import load_dense_model
+    from ig_llm.training.experiments.tasks import IMAGE_SIZE
+    from ig_llm.training.stages.tower import load_dense_model
     config = make_config("tiny", domain="2d", max_objects=1, image_size=IMAGE_SIZE, image_height=IMAGE_SIZE)
     return load_dense_model(stage1, config), config, int(load_domain("2d").task["checkerboard_cells"])
 
@@ -36,8 +36,8 @@ def load_tower(stage1: Path):
 def tower_errors(stage1: Path, test: Path) -> dict[str, float]:
     import torch
     from ig_llm.model.batching import preprocess_image
-    from ig_llm.training.dataset import open_source
-    from ig_llm.training.task_sampler import is_training_point
+    from ig_llm.training.data.dataset import open_source
+    from ig_llm.training.data.task_sampler import is_training_point
     model, config, cells = load_tower(stage1)
     source = open_source(str(test))
     errors = {True: [], False: []}
@@ -65,8 +65,8 @@ def token_read_errors(stage1: Path, train: Path, test: Path, n_train: int = 1000
     images, on `test` (all points, in training cells, between them)."""
     import torch
     from ig_llm.model.batching import preprocess_image
-    from ig_llm.training.dataset import open_source
-    from ig_llm.training.task_sampler import is_training_point
+    from ig_llm.training.data.dataset import open_source
+    from ig_llm.training.data.task_sampler import is_training_point
     model, config, cells = load_tower(stage1)
 
     def dot_tokens(source, n):

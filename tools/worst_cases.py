@@ -22,7 +22,7 @@ os.environ.setdefault("XDG_CACHE_HOME", tempfile.mkdtemp())
 
 def scene_errors(true, pred) -> tuple[int, float]:
     """(object count error + wrong attributes of matched objects, mean location error)."""
-    from ig_llm.training.metrics import CATEGORICAL, match_objects
+    from ig_llm.training.eval.metrics import CATEGORICAL, match_objects
     pairs = match_objects(true.objects, pred.objects)
     wrong = sum(getattr(true.objects[i], a) != getattr(pred.objects[j], a) for i, j in pairs for a in CATEGORICAL)
     l2 = [sum((a - b) ** 2 for a, b in zip(true.objects[i].loc, pred.objects[j].loc)) ** 0.5 for i, j in pairs]
@@ -31,7 +31,7 @@ def scene_errors(true, pred) -> tuple[int, float]:
 
 def worst(dataset: Path, predictions: Path, count: int) -> list[tuple]:
     from ig_llm.scene.program import scene_from_clevr
-    from ig_llm.training.evaluate import load_scene_records   # damaged files: one sentence
+    from ig_llm.training.eval.evaluate import load_scene_records   # damaged files: one sentence
     truth = {r["image_filename"]: r for r in load_scene_records(dataset / "scenes.json")}
     ranked = []
     for rec in load_scene_records(predictions):

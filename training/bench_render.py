@@ -23,7 +23,7 @@ CLEVR_ORIGINAL = ("CLEVR original (reference)", 320, 240, 512, 12)
 
 
 def settings(images: int, reference_images: int) -> list[dict]:
-    from .generate import DEFAULT_BOUNCES, DEFAULT_SAMPLES, DEFAULT_SIZE, DEFAULT_WORKERS, parse_size
+    from .data.generate import DEFAULT_BOUNCES, DEFAULT_SAMPLES, DEFAULT_SIZE, DEFAULT_WORKERS, parse_size
     w, h = parse_size(DEFAULT_SIZE)
     cores = os.cpu_count() or 1
     k = DEFAULT_WORKERS
@@ -48,7 +48,7 @@ def child(width: int, height: int, samples: int, bounces: int, adaptive: int, th
           images: int, offset: int) -> None:
     """Set up, warm up, wait for 'go' on stdin, render `images`, print a JSON result."""
     from ..scene.stage import quiet_stdout
-    from .render import Renderer
+    from .data.render import Renderer
     out = tempfile.mkdtemp(prefix="ig_llm_bench_")
     with quiet_stdout():
         r = Renderer(width, height, samples, condition="A", seed=12345, split="bench", threads=threads,

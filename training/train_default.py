@@ -11,7 +11,7 @@ another machine picks up where it stopped):
    ``valB`` (B, seed S+2) at the training size, and ``valA_480`` / ``valB_480`` (the same
    scenes: same seeds and split names) at CLEVR's 480x320;
 2. stage 1: the conv tower learns to see from dense per-cell targets (``train --stage 1``,
-   training/pretrain_dense.py) into ``ROOT/runs/default/stage1``;
+   training/stages/tower.py) into ``ROOT/runs/default/stage1``;
 3. stage 2: tower frozen, projector + LM + numeric head learn the program
    (``train --stage 2``, mirror augmentation) into ``ROOT/runs/default/model``, then
    continue from it with the tower's tokens whitened (``train --init-from …
@@ -21,7 +21,7 @@ another machine picks up where it stopped):
    whitened, continues on the first ``--mid-count`` into ``ROOT/runs/default/finetune2/model``
    (``--ft2-steps 0`` skips it);
 4. CoGenT without the shortcut: the tower continues stage 1 with per-object recolouring
-   (``train --stage 1 --stage1-init … --recolour``, training/recolour.py) on the first
+   (``train --stage 1 --stage1-init … --recolour``, training/data/recolour.py) on the first
    ``--mid-count`` scenes into ``ROOT/runs/default/recolour_tower/stage1``, and a fourth
    stage-2 part puts the LM on that tower, recolouring there too (``train --init-from …
    --vision-weights … --recolour``) into ``ROOT/runs/default/finetune3/model``
@@ -307,7 +307,7 @@ def evaluate(model: Path, sets: dict[str, Path], out_dir: Path, args) -> dict:
 
 
 def add_metrics_to_card(model: Path, summaries: dict, args) -> None:
-    from .report import metrics_markdown
+    from .eval.report import metrics_markdown
     card = (model / "card.md").read_text().split("\n## Metrics")[0].rstrip("\n")
     sets = (f"held-out sets of {args.val_count} images each, rendered by this project with other seeds: "
             "A = CoGenT condition A (as training), B = condition B (cube/cylinder colours swapped); "
@@ -338,7 +338,7 @@ def main(args) -> int:
     model = later_parts(run, first, train_data, args)
     summaries = evaluate(model, sets, root / "runs" / "eval" / "default", args)
     add_metrics_to_card(model, summaries, args)
-    from .report import format_table
+    from .eval.report import format_table
     print(format_table(summaries))
     if not args.no_install:
         install(model)
@@ -353,7 +353,7 @@ def main(args) -> int:
                 ("char numbers", "char_numbers", ["--numbers", "char"], None)):
             m = train(root / "runs" / run, train_data, args, extra, preset=preset)
             rows[name] = evaluate(m, small, root / "runs" / "eval" / run, args)
-        from .report import ablation_table
+        from .eval.report import ablation_table
         write_text(root / "runs" / "ablations.md", ablation_table(rows))
         print((root / "runs" / "ablations.md").read_text())
     return 0

@@ -41,12 +41,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..scene.rotations import matrix_to_sixd
-from .dataset import resize_nearest
+from ...scene.rotations import matrix_to_sixd
+from ..data.dataset import resize_nearest
 from .options import RunOptions
-from .run import (VISION_FILE, TrainError, finish_stage1, fmt_time, hardware, lr_factor,
-                  open_stage1, resume_stage1, seed_all, stage1_checkpoint, stage1_stop,
-                  wrap_ddp)
+from .runtime import (VISION_FILE, TrainError, finish_stage1, fmt_time, hardware, lr_factor,
+                      open_stage1, resume_stage1, seed_all, stage1_checkpoint, stage1_stop,
+                      wrap_ddp)
 
 STRIDE = 8                 # tower grid: one cell per 8x8 pixels (config.tower_stride may make it 4)
 MIN_CELL_PIXELS = 8        # an object owns a cell where it covers at least 1/8 of it
@@ -176,7 +176,7 @@ class DenseDataset:
 
     def __init__(self, source, dims, domain, max_objects: int, workers: int = 0, keep_index: bool = False,
                  stride: int = STRIDE):
-        from .dataset import SceneDataset
+        from ..data.dataset import SceneDataset
         self.images = SceneDataset(source, dims, cache=True, workers=workers, raw=True, index_maps=keep_index)
         yiq = colour_yiq(domain)
 
@@ -199,12 +199,12 @@ class DenseDataset:
 
 
 class DenseCollator:
-    """Stacks items, recolouring objects (training/recolour.py) and hue-rotating images, with
+    """Stacks items, recolouring objects (training/data/recolour.py) and hue-rotating images, with
     their colour targets, seeded by (seed, step, i). Recolouring comes first: it models the
     render's own colours."""
 
     def __init__(self, seed: int, hue_prob: float = HUE_PROB, recolour: float = 0.0, domain=None):
-        from .recolour import palette_linear
+        from ..data.recolour import palette_linear
         self.seed, self.hue_prob, self.recolour = seed, hue_prob, recolour
         # a pose's rows hold its rotation, not a colour: a hue rotation leaves them alone
         self.colour_rows = domain is None or domain.kind != "pose"
@@ -213,8 +213,8 @@ class DenseCollator:
 
     def __call__(self, items):
         import torch
-        from ..model.batching import CLIP_MEAN, CLIP_STD
-        from .recolour import recolour_example
+        from ...model.batching import CLIP_MEAN, CLIP_STD
+        from ..data.recolour import recolour_example
         pixels, owners, heats, objs = [], [], [], []
         for step, i, pix, owner, heat, rows, index, colours in items:
             rows = rows.copy()
@@ -249,8 +249,8 @@ class DenseCollator:
 def build_dense_model(config):
     import torch
     from torch import nn
-    from ..model.vision import ConvTower
-    from ..scene.domain import load_domain
+    from ...model.vision import ConvTower
+    from ...scene.domain import load_domain
     heads = heads_for(load_domain(config.domain))
 
     class DenseModel(nn.Module):
@@ -314,10 +314,10 @@ def probe_scenes(out: dict, domain, yiq: dict) -> list:
     (a pose: its one object under the rotation the pooled head reads)."""
     import torch
     import torch.nn.functional as F
-    from ..scene.program import Scene, SceneObject
+    from ...scene.program import Scene, SceneObject
     if "rotation" in out:
-        from ..scene.rotations import as_tuple, sixd_to_matrix
-        from ..scene.task_program import PoseObject
+        from ...scene.rotations import as_tuple, sixd_to_matrix
+        from ...scene.task_program import PoseObject
         shape = domain.values("shape")[0]
         return [Scene([PoseObject(shape, as_tuple(sixd_to_matrix(v)))])
                 for v in out["rotation"].mean(dim=(2, 3)).tolist()]
@@ -345,8 +345,8 @@ def probe_scenes(out: dict, domain, yiq: dict) -> list:
 def probe_metrics(model, source, dims, domain, batch_size: int = 64) -> dict:
     """Paper metrics of the probe decoding on a held-out dataset."""
     import torch
-    from ..model.batching import preprocess_image
-    from .metrics import evaluate_scenes
+    from ...model.batching import preprocess_image
+    from ..eval.metrics import evaluate_scenes
     yiq = colour_yiq(domain)
     model.eval()
     preds = []
@@ -406,8 +406,8 @@ def run_dense_stage1(args, config) -> Path | None:
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
-    from ..scene.domain import load_domain
-    from .dataset import StepBatches, open_training_sources
+    from ...scene.domain import load_domain
+    from ..data.dataset import StepBatches, open_training_sources
 
     run_dir, out_file, dist, device, log = open_stage1(args)
     if out_file.is_file():
@@ -416,7 +416,7 @@ def run_dense_stage1(args, config) -> Path | None:
 
     domain = load_domain(config.domain)
     if args.recolour > 0:
-        from .recolour import check_recolour
+        from ..data.recolour import check_recolour
         try:
             check_recolour(domain)
         except ValueError as err:

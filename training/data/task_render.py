@@ -15,10 +15,10 @@ import tempfile
 
 import bpy
 
-from ..scene import builder
-from ..scene.domain import Domain
-from ..scene.program import format_program, scene_to_clevr
-from ..scene.task_builder import add_task_camera, apply_dot_style, configure_task_render
+from ...scene import builder
+from ...scene.domain import Domain
+from ...scene.program import format_program, scene_to_clevr
+from ...scene.task_builder import add_task_camera, apply_dot_style, configure_task_render
 from .render import close_renderer, strip_png_metadata
 from .sampler import image_name
 from .task_sampler import sample_task_image
@@ -41,7 +41,7 @@ class TaskRenderer:
 
     def render_index(self, index: int, png_path: str, index_map_path: str | None = None) -> dict:
         """Render image `index` to `png_path`; returns its label."""
-        from ..scene.stage import quiet_stdout, render_to
+        from ...scene.stage import quiet_stdout, render_to
         sample = sample_task_image(self.seed, index, domain=self.domain, condition=self.condition,
                                    split=self.split)
         if self.collection is not None:

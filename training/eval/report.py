@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from .metrics import METRICS
-from .run import fmt_time
+from ..stages.runtime import fmt_time
 
 
 def cell(metric: str, value, plain: bool = False) -> str:

@@ -31,10 +31,10 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from ..atomic import check_output, writing
-from ..errors import UserError
-from ..images import load_image
-from ..scene.program import DEFAULT_CAMERA, Scene, scene_from_clevr
+from ...atomic import check_output, writing
+from ...errors import UserError
+from ...images import load_image
+from ...scene.program import DEFAULT_CAMERA, Scene, scene_from_clevr
 
 PACK_FORMAT = "ig_llm-pack-1"
 PACK_SUFFIX = ".npz"
@@ -108,7 +108,7 @@ class FolderSource:
         return scene_from_clevr(self.records[i])
 
     def index_map(self, i: int) -> np.ndarray:
-        """The per-pixel truth of image i (see training/render.py save_index_map)."""
+        """The per-pixel truth of image i (see training/data/render.py save_index_map)."""
         name = Path(self.records[i]["image_filename"]).with_suffix(".npz").name
         path = self.root / "index" / name
         try:
@@ -116,11 +116,11 @@ class FolderSource:
                 return z["index"]
         except FileNotFoundError:
             raise DatasetError(f"Dataset folder {self.root} has no per-pixel truth for {name} (index/ is "
-                               f"missing or incomplete); add it with `python -m ig_llm.training.index_maps "
+                               f"missing or incomplete); add it with `python -m ig_llm.training.data.index_maps "
                                f"{self.root}`.") from None
         except (OSError, KeyError, ValueError) as err:
             raise DatasetError(f"Index map {path} is damaged ({err}); delete it and run `python -m "
-                               f"ig_llm.training.index_maps {self.root}`.") from None
+                               f"ig_llm.training.data.index_maps {self.root}`.") from None
 
 
 def _read_label(path: Path, key: str | None = None):
@@ -139,7 +139,7 @@ class PackSource:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         if not self.path.is_file():
-            raise DatasetError(f"Pack file {self.path} does not exist; write it with training.dataset.pack().")
+            raise DatasetError(f"Pack file {self.path} does not exist; write it with training.data.dataset.pack().")
         try:
             with np.load(self.path, allow_pickle=False) as z:
                 self.jpeg, self.offsets = z["jpeg"], z["offsets"]
@@ -169,7 +169,7 @@ class PackSource:
     def index_map(self, i: int) -> np.ndarray:
         if self.maps is None:
             raise DatasetError(f"Pack file {self.path} carries no per-pixel truth; pack dataset folders that "
-                               "have index/ (add it with `python -m ig_llm.training.index_maps DIR`).")
+                               "have index/ (add it with `python -m ig_llm.training.data.index_maps DIR`).")
         return self.maps[i]
 
 
@@ -370,7 +370,7 @@ class SceneDataset:
         # recolouring); only for renders at the tower's aspect, where no letterbox shifts them
         self.index = None
         if index_maps:
-            from ..model.batching import image_dims
+            from ...model.batching import image_dims
             w, h = image_dims(image_size)
             self.index = []
             for i in range(len(source)):
@@ -381,7 +381,7 @@ class SceneDataset:
                                        "letterbox; drop --recolour or render at the tower's aspect.")
                 self.index.append(resize_nearest(index, h, w))
         if preprocess is None:
-            from ..model.batching import preprocess_image as preprocess
+            from ...model.batching import preprocess_image as preprocess
         self.preprocess = preprocess
         # labels parsed once (they are small); images decoded per item or cached
         self.scenes = [source.scene(i) for i in range(len(source))]
@@ -394,7 +394,7 @@ class SceneDataset:
     def _fill_cache(self, workers: int):
         import torch
         from torch.utils.data import DataLoader
-        from ..model.batching import image_dims
+        from ...model.batching import image_dims
         n, (w, h) = len(self.source), image_dims(self.image_size)
         out = torch.empty((n, 3, h, w), dtype=torch.uint8)
         loader = DataLoader(_Uint8Images(self.source, self.image_size, self.preprocess), batch_size=64,
@@ -425,7 +425,7 @@ def normalize_pixels(x):
     import torch
     if x.dtype != torch.uint8:
         return x
-    from ..model.batching import CLIP_MEAN, CLIP_STD
+    from ...model.batching import CLIP_MEAN, CLIP_STD
     mean = torch.tensor(CLIP_MEAN, device=x.device).view(3, 1, 1)
     std = torch.tensor(CLIP_STD, device=x.device).view(3, 1, 1)
     return ((x.float() / 255.0 - mean) / std).contiguous()
@@ -442,7 +442,7 @@ class _Uint8Images:
 
     def __getitem__(self, i: int):
         import torch
-        from ..model.batching import CLIP_MEAN, CLIP_STD
+        from ...model.batching import CLIP_MEAN, CLIP_STD
         x = self.preprocess(self.source.image(i), self.image_size)
         x = (x * torch.tensor(CLIP_STD).view(3, 1, 1) + torch.tensor(CLIP_MEAN).view(3, 1, 1)) * 255.0
         return x.round().clamp(0, 255).to(torch.uint8)
@@ -527,9 +527,9 @@ class LengthGroupedBatches(StepBatches):
 
 
 def _main(argv=None) -> int:
-    """python -m ig_llm.training.dataset OUT.npz DIR... [--quality auto|N] [--max-mb 45] [--size WxH]"""
+    """python -m ig_llm.training.data.dataset OUT.npz DIR... [--quality auto|N] [--max-mb 45] [--size WxH]"""
     import argparse
-    p = argparse.ArgumentParser(prog="python -m ig_llm.training.dataset",
+    p = argparse.ArgumentParser(prog="python -m ig_llm.training.data.dataset",
                                 description="Pack dataset folders into one .npz for a training machine.")
     p.add_argument("out")
     p.add_argument("data", nargs="+")

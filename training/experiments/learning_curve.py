@@ -1,12 +1,12 @@
 """The tower's learning curve: what stage 1 sees, as a function of the number of scenes.
 
-    python -m ig_llm.training.learning_curve --data data/trainA --val data/valA data/valB \
+    python -m ig_llm.training.experiments.learning_curve --data data/trainA --val data/valA data/valB \
         --sizes 500 1000 2000 3000 --steps 300 --out runs/curve [--figure docs/learning_curve.png]
 
-For each size N, stage 1 (dense targets, training/pretrain_dense.py) trains a tower on the
+For each size N, stage 1 (dense targets, training/stages/tower.py) trains a tower on the
 first N training images for the same number of steps (same compute: the curve isolates
 data), then the *probe* — the dense heads decoded directly, one object per heat-map peak
-(``pretrain_dense.probe_scenes``) — is scored with the paper's metrics on each held-out
+(``stages/tower.probe_scenes``) — is scored with the paper's metrics on each held-out
 set. The probe is not the product (the LM writes the program); it measures what the
 frozen tower makes available to the LM, which bounds what stage 2 can learn from it.
 Every run is a normal resumable ``ig_llm train --stage 1`` folder under ``--out``; scores
@@ -20,13 +20,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..atomic import write_json, write_text, writing
+from ...atomic import write_json, write_text, writing
 
 CURVE_METRICS = ("count_acc", "l2", "shape_acc", "color_acc")
 
 
 def run_size(n: int, args) -> Path:
-    from .pretrain_dense import stage1_command
+    from ..stages.tower import stage1_command
     run = Path(args.out) / f"n{n:05d}"
     weights = run / "stage1" / "vision.safetensors"
     if not weights.is_file():
@@ -46,11 +46,11 @@ def score(weights: Path, n: int, args) -> dict:
         if set(cached) == {Path(v).name for v in args.val}:     # the same held-out sets: reuse
             return cached
     import torch
-    from ..model.presets import make_config
-    from ..scene.domain import load_domain
-    from .dataset import open_source
-    from .pretrain_dense import load_dense_model, probe_metrics
-    from .train import parse_set
+    from ...model.presets import make_config
+    from ...scene.domain import load_domain
+    from ..data.dataset import open_source
+    from ..stages.tower import load_dense_model, probe_metrics
+    from ..stages.model_config import parse_set
     config = make_config(args.preset, **parse_set(args.set))
     model = load_dense_model(weights.parent, config)
     torch.set_num_threads(args.threads or torch.get_num_threads())
@@ -61,7 +61,7 @@ def score(weights: Path, n: int, args) -> dict:
 
 
 def write_outputs(results: dict, args) -> None:
-    from .report import cell
+    from ..eval.report import cell
     sizes = sorted(results)
     sets = list(next(iter(results.values())))
     lines = ["| scenes | set | " + " | ".join(CURVE_METRICS) + " |", "|---|---|" + "---|" * len(CURVE_METRICS)]
@@ -98,7 +98,7 @@ def write_outputs(results: dict, args) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ig_llm.training.learning_curve", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m ig_llm.training.experiments.learning_curve", description=__doc__.splitlines()[0])
     p.add_argument("--probe", metavar="STAGE1_DIR",
                    help="only score one finished tower (RUN_DIR/stage1) on --val: a table, and RUN_DIR/probe.json")
     p.add_argument("--data", nargs="+", default=[], help="condition-A training folder(s)")
@@ -126,8 +126,8 @@ def main(argv=None) -> int:
         if not weights.is_file():
             print(f"learning_curve: {weights} does not exist; finish that stage 1 first.", file=sys.stderr)
             return 2
-        from .report import format_table
-        from .run import TrainError
+        from ..eval.report import format_table
+        from ..stages.runtime import TrainError
         try:
             print(format_table(score(weights, 0, args)))
         except TrainError as err:

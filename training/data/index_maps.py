@@ -1,6 +1,6 @@
 """Add the per-pixel truth (``index/*.npz``) to a dataset rendered before it was kept.
 
-    python -m ig_llm.training.index_maps DATASET_DIR [--threads N]
+    python -m ig_llm.training.data.index_maps DATASET_DIR [--threads N]
 
 Every sample of ``ig_llm generate`` is a pure function of (split, seed, index, attempt),
 all of which its label records, so its Object Index pass can be rendered again without
@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import UserError
+from ...errors import UserError
 from .sampler import image_name
 
 
@@ -52,7 +52,7 @@ def add_index_maps(root, threads: int | None = None, progress: bool = True) -> i
     if any(k not in first for k in ("seed", "condition", "split", "image_index")):
         raise IndexMapError(f"The labels in {root} do not record seed, condition and split, so their scenes "
                             "cannot be rendered again; render the dataset anew with `ig_llm generate`.")
-    from ..scene.domain import load_domain
+    from ...scene.domain import load_domain
     from .render import Renderer
     manifest = json.loads((root / "manifest.json").read_text()) if (root / "manifest.json").is_file() else {}
     (root / "index").mkdir(exist_ok=True)
@@ -71,7 +71,7 @@ def add_index_maps(root, threads: int | None = None, progress: bool = True) -> i
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ig_llm.training.index_maps", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m ig_llm.training.data.index_maps", description=__doc__.splitlines()[0])
     p.add_argument("dataset", help="a dataset folder written by `ig_llm generate`")
     p.add_argument("--threads", type=int, help="Cycles threads (default: all cores)")
     a = p.parse_args(argv)

@@ -44,9 +44,9 @@ from typing import Sequence
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ..scene.program import Scene, SceneObject
-from ..scene.rotations import geodesic_deg
-from ..scene.task_program import DotObject, PoseObject
+from ...scene.program import Scene, SceneObject
+from ...scene.rotations import geodesic_deg
+from ...scene.task_program import DotObject, PoseObject
 
 CATEGORICAL = ("shape", "color", "material", "size")
 # metric name -> (is a percentage, lower is better), in table order

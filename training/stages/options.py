@@ -10,11 +10,7 @@ or in time slices needs.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
-
-from .run import TrainError
 
 
 @dataclass(frozen=True)
@@ -83,13 +79,3 @@ STAGE1_SCOPE = ("preset", "set", "data", "limit", "seed", "stage1_steps", "stage
                 "caption", "hue_prob", "recolour", "stage1_init")
 STAGE2_SCOPE = MODEL + ("data", "limit", "seed", "steps", "batch_size", "lr", "head_lr", "weight_decay",
                         "warmup", "warmup_steps", "time_budget", "mirror", "recolour", "clip")
-
-
-def check_resume(options: RunOptions, checkpoint: Path, scope: tuple[str, ...]) -> None:
-    """Refuse, in one sentence, to resume `checkpoint` with options that change the run."""
-    meta_file = Path(checkpoint) / "meta.json"
-    saved = json.loads(meta_file.read_text()).get("options") if meta_file.is_file() else None
-    diff = options.mismatch(saved, scope)
-    if diff:
-        raise TrainError(f"{checkpoint.parent.parent} was started with other options ({diff}); resume with "
-                         "the same options, or pick a new --out for the new ones.")

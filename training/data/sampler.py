@@ -21,9 +21,9 @@ import math
 import random
 from dataclasses import dataclass
 
-from ..scene.camera import CAMERA_LOCATION, StageJitter, ground_directions
-from ..scene.domain import Domain, load_domain
-from ..scene.program import Scene, SceneObject
+from ...scene.camera import CAMERA_LOCATION, StageJitter, ground_directions
+from ...scene.domain import Domain, load_domain
+from ...scene.program import Scene, SceneObject
 
 X_RANGE = (-3.0, 3.0)
 MIN_GAP = 0.25          # edge-to-edge distance between objects

@@ -18,9 +18,9 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from ..scene.camera import camera_axes
-from ..scene.program import Scene
-from ..scene.task_program import DotObject
+from ...scene.camera import camera_axes
+from ...scene.program import Scene
+from ...scene.task_program import DotObject
 
 
 def _reflect(v, r) -> tuple[float, float, float]:
@@ -72,7 +72,7 @@ def flip_pixels(pixels):
 def mirror_record(record: dict) -> dict:
     """A CLEVR scene record of the mirrored scene (3d_coords, rotation, pixel_coords x and
     the program change; everything else is kept)."""
-    from ..scene.program import format_program, scene_from_clevr
+    from ...scene.program import format_program, scene_from_clevr
     from .dataset import record_camera
     camera = record_camera(record)
     out = dict(record)
@@ -102,7 +102,7 @@ def mirror_folder(src, dst) -> int:
 
     from PIL import Image, ImageOps
 
-    from ..atomic import writing_folder
+    from ...atomic import writing_folder
 
     src, dst = Path(src), Path(dst)
     scenes_path = src / "scenes.json"
@@ -131,10 +131,10 @@ def mirror_folder(src, dst) -> int:
     return len(records)
 
 
-if __name__ == "__main__":      # python -m ig_llm.training.augment SRC_DIR DST_DIR
+if __name__ == "__main__":      # python -m ig_llm.training.data.augment SRC_DIR DST_DIR
     import sys
     if len(sys.argv) != 3:
-        sys.exit("usage: python -m ig_llm.training.augment SRC_DIR DST_DIR  (mirror a dataset folder)")
+        sys.exit("usage: python -m ig_llm.training.data.augment SRC_DIR DST_DIR  (mirror a dataset folder)")
     try:
         print(f"{mirror_folder(sys.argv[1], sys.argv[2])} images mirrored into {sys.argv[2]}")
     except (OSError, ValueError) as err:

@@ -1,7 +1,7 @@
 """`ig_llm generate`: render a CLEVR / CoGenT dataset with Cycles, in parallel, resumably.
 
 ``--domain 2d`` and ``--domain so3`` render the paper's 2D and SO(3) tasks instead
-(training/task_render.py, Workbench, 336x336 by default) into the same layout; their
+(training/data/task_render.py, Workbench, 336x336 by default) into the same layout; their
 ``--condition`` picks the split's sampler (2d: checkerboard | heldout | uniform; so3:
 id | ood; docs/experiments.md).
 
@@ -35,9 +35,9 @@ import sys
 import time
 from pathlib import Path
 
-from ..atomic import check_output, write_json
-from ..errors import UserError
-from ..home import add_home_argument, dataset_dir
+from ...atomic import check_output, write_json
+from ...errors import UserError
+from ...home import add_home_argument, dataset_dir
 from .sampler import default_min_pixels, image_name, shard_indices
 
 # Default training setting, chosen by measurement on a 2-core machine (docs/dataset.md):
@@ -119,7 +119,7 @@ def default_split(condition: str, domain=None) -> str:
 
 
 def _domain(name: str):
-    from ..scene.domain import load_domain
+    from ...scene.domain import load_domain
     try:
         return load_domain(name)
     except FileNotFoundError as err:
@@ -277,7 +277,7 @@ def render_indices(out: Path, settings: dict, indices: list[int], threads: int |
     """Render `indices` in this process (imports bpy). `on_done(i)` after each sample."""
     if not indices:
         return
-    from ..scene.domain import load_domain
+    from ...scene.domain import load_domain
 
     domain = load_domain(settings["domain"])
     if domain.kind == "clevr":
@@ -327,7 +327,7 @@ def _blender_binary() -> str:
 
 
 def _root_package() -> str:
-    return __package__.rsplit(".", 1)[0]          # "ig_llm" (an installed extension: "bl_ext.<repo>.ig_llm")
+    return __package__.rsplit(".", 2)[0]          # "ig_llm" (an installed extension: "bl_ext.<repo>.ig_llm")
 
 
 def run_workers(args, out: Path, settings: dict, shard: int, num_shards: int, todo: list[int],
@@ -397,7 +397,7 @@ def main(args) -> int:
     todo = missing_indices(out, settings, mine)
     progress = None
     if not args.no_progress:     # tqdm where installed (Blender has none): plain lines otherwise
-        from .progress import progress_bar
+        from ..progress import progress_bar
         progress = progress_bar(len(mine), initial=len(mine) - len(todo), unit="img",
                                 desc=f"generate {settings['split']}", dynamic_ncols=True, smoothing=0.1)
     t0 = time.time()

@@ -2,7 +2,7 @@
 
 CoGenT condition A ties shape to colour (cubes are never red, cylinders never grey), and a
 model trained on A learns that tie — the tower in its shape features, the LM in what it
-writes. A global hue rotation (pretrain_dense.py) cannot break all of it: it keeps each
+writes. A global hue rotation (stages/tower.py) cannot break all of it: it keeps each
 pixel's brightness and saturation, so a grey object stays grey and a bright yellow one
 bright. Recolouring each object *independently* to a colour of the palette drawn
 uniformly does: in a recoloured image every shape appears in every palette colour, and

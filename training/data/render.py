@@ -17,11 +17,11 @@ from contextlib import contextmanager
 import bpy
 import numpy as np
 
-from ..atomic import write_bytes, writing
-from ..scene import builder, stage
-from ..scene.camera import ground_directions, project
-from ..scene.domain import Domain, load_domain
-from ..scene.program import format_program, scene_to_clevr
+from ...atomic import write_bytes, writing
+from ...scene import builder, stage
+from ...scene.camera import ground_directions, project
+from ...scene.domain import Domain, load_domain
+from ...scene.program import format_program, scene_to_clevr
 from .sampler import default_min_pixels, image_name, sample_image  # noqa: F401 (re-export)
 
 OBJECTS_COLLECTION = "CLEVR_objects"

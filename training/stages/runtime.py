@@ -1,6 +1,6 @@
 """Run-time helpers shared by both training stages: processes and devices (DDP), seeds and
 RNG state, the learning-rate schedule, training checkpoints (atomic save, resume) and the
-run log. No model code: stage 1 (pretrain_dense / pretrain_vision) and stage 2 (train)
+run log. No model code: stage 1 (tower / tower_contrastive) and stage 2 (train)
 both import from here, never from each other.
 """
 from __future__ import annotations
@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UserError
+from ...errors import UserError
+from .options import STAGE1_SCOPE
 
 CHECKPOINT_PREFIX = "step_"
 VISION_FILE = "vision.safetensors"     # what stage 1 hands to stage 2 (``--vision-weights``)
@@ -219,6 +220,17 @@ def load_training_checkpoint(path: Path, model, opt, sched, dist: Dist, device) 
         return int(state["step"]), state.get("meta", {})
 
 
+def check_resume(options, checkpoint: Path, scope: tuple[str, ...]) -> None:
+    """Refuse, in one sentence, to resume `checkpoint` with options (an options.RunOptions)
+    that change the run: the first option in `scope` that differs from the ones it saved."""
+    meta_file = Path(checkpoint) / "meta.json"
+    saved = json.loads(meta_file.read_text()).get("options") if meta_file.is_file() else None
+    diff = options.mismatch(saved, scope)
+    if diff:
+        raise TrainError(f"{checkpoint.parent.parent} was started with other options ({diff}); resume with "
+                         "the same options, or pick a new --out for the new ones.")
+
+
 def wrap_ddp(model, dist: Dist, device):
     """The model as the optimisation loop sees it: DDP-wrapped when several processes train."""
     if dist.world == 1:
@@ -266,7 +278,7 @@ def hardware(device) -> str:
 def to_device(batch: dict, device) -> dict:
     """Tensors to `device`; 8-bit pixels (cached images) are normalised there."""
     import torch
-    from .dataset import normalize_pixels
+    from ..data.dataset import normalize_pixels
     out = {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
     if "pixel_values" in out:
         out["pixel_values"] = normalize_pixels(out["pixel_values"])
@@ -278,7 +290,7 @@ def save_tensors(module, path: Path, prefix: str = "visual") -> Path:
     written atomically: how stage 1 hands its tower to stage 2 (``vision_weights``)."""
     from safetensors.torch import save_file
 
-    from ..atomic import writing
+    from ...atomic import writing
     state = {f"{prefix}.{k}": (v.detach().float() if v.is_floating_point() else v.detach()).cpu().contiguous().clone()
              for k, v in module.state_dict().items()}
     with writing(path) as tmp:
@@ -304,7 +316,6 @@ def open_stage1(args):
 def resume_stage1(run_dir: Path, args, options, model, opt, sched, dist: Dist, device, log) -> int:
     """The step a stage-1 run starts at: 0, or its last checkpoint's (with --resume, and
     only if the run's options still match)."""
-    from .options import STAGE1_SCOPE, check_resume
     ckpts = checkpoint_dirs(run_dir)
     if ckpts and not args.resume:
         raise TrainError(f"{run_dir} already has stage 1 checkpoints; pass --resume or pick a new --out.")
@@ -338,7 +349,7 @@ def finish_stage1(args, step: int, steps: int, stopped: bool, t0: float, run_dir
     stage1.json, any `extra_tensors` ({file name: module}, keys prefixed with the file's stem,
     e.g. heads.safetensors -> "heads.") and the tower, written last because its presence
     marks stage 1 done. Returns the tower file or None."""
-    from ..atomic import write_json
+    from ...atomic import write_json
     if step < steps or stopped:
         log(f"stage 1 stopped at step {step}; rerun with --resume to continue")
         return None

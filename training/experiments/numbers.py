@@ -13,15 +13,15 @@ it, so a rerun only does what is missing. Writes ``table.md`` / ``table.json`` a
 ``curve.png`` (count accuracy and l2 vs N) under ``--results``.
 
 The tower is fixed across sizes on purpose (as CLIP is in the paper): it measures what the
-LM needs, not what the tower needs (``training/learning_curve.py`` measures the tower).
+LM needs, not what the tower needs (``training/experiments/learning_curve.py`` measures the tower).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from ..atomic import check_output, write_json, write_text, writing
-from .experiment import ExperimentError
+from ...atomic import check_output, write_json, write_text, writing
+from .common import ExperimentError, igllm_predictions, run_train
 
 NUMBERS = ("head", "char")
 METRICS = ("count_acc", "l2", "shape_acc", "color_acc")
@@ -45,8 +45,7 @@ def train_argv(run: Path, args, numbers: str, n: int) -> list[str]:
 
 def score_run(model: Path, run: Path, val: list[str]) -> dict:
     """{val set name: evaluator summary}, predictions and reports cached in `run`."""
-    from .evaluate import evaluate_files
-    from .experiment import igllm_predictions
+    from ..eval.evaluate import evaluate_files
     out = {}
     for folder in val:
         name = Path(folder).name
@@ -93,7 +92,7 @@ def check_inputs(args) -> None:
 
 def markdown(results: dict) -> str:
     """One row per (numbers, N, val set)."""
-    from .report import cell
+    from ..eval.report import cell
     lines = ["| numbers | scenes | set | " + " | ".join(METRICS) + " |", "|---|---:|---|" + "---:|" * len(METRICS)]
     for numbers, by_size in results.items():
         for n, sets in sorted(by_size.items()):
@@ -131,7 +130,6 @@ def write_figure(results: dict, path: Path, steps: int) -> None:
 
 
 def main(args) -> int:
-    from .experiment_tasks import run_train
     args.steps = args.steps or DEFAULT_STEPS
     args.batch_size = args.batch_size or DEFAULT_BATCH
     check_inputs(args)

@@ -13,9 +13,9 @@ import json
 import os
 from pathlib import Path
 
-from ..atomic import check_output, write_json
-from ..errors import UserError
-from ..scene.program import ProgramError, Scene, scene_from_clevr
+from ...atomic import check_output, write_json
+from ...errors import UserError
+from ...scene.program import ProgramError, Scene, scene_from_clevr
 from .metrics import METRICS, evaluate_scenes
 from .report import format_table
 
@@ -50,8 +50,8 @@ def load_scene_records(path: str | os.PathLike, what: str = "scenes") -> list[di
         else:
             raise EvaluationError(f"The {what} folder {path} has neither scenes.json nor labels/; "
                                   "pass a dataset folder or a scenes JSON file.")
-    if path.suffix == ".npz" and path.is_file():   # a packed dataset (training/dataset.py)
-        from .dataset import DatasetError, PackSource
+    if path.suffix == ".npz" and path.is_file():   # a packed dataset (training/data/dataset.py)
+        from ..data.dataset import DatasetError, PackSource
         try:
             return list(PackSource(path).records)
         except DatasetError as err:

@@ -26,10 +26,10 @@ import math
 import random
 from dataclasses import dataclass
 
-from ..scene import rotations
-from ..scene.domain import Domain
-from ..scene.program import Scene
-from ..scene.task_program import DotObject, PoseObject
+from ...scene import rotations
+from ...scene.domain import Domain
+from ...scene.program import Scene
+from ...scene.task_program import DotObject, PoseObject
 
 MAX_TRIES = 10_000          # rejection sampling; the OOD ball accepts ~1 in 17
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..scene.camera import project
-from ..scene.domain import load_domain
-from ..scene.program import format_program, scene_to_clevr
+from ...scene.camera import project
+from ...scene.domain import load_domain
+from ...scene.program import format_program, scene_to_clevr
 from .sampler import sample_image
 
 
@@ -73,7 +73,7 @@ def make_synthetic_dataset(root, count: int, seed: int = 0, width: int = 96, hei
     return root
 
 
-def _main():  # python -m ig_llm.training.synthetic DIR COUNT [SEED]
+def _main():  # python -m ig_llm.training.data.synthetic DIR COUNT [SEED]
     import sys
     root, count = sys.argv[1], int(sys.argv[2])
     seed = int(sys.argv[3]) if len(sys.argv) > 3 else 0

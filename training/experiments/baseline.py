@@ -3,7 +3,7 @@
 NS-VQA (Yi et al., 2018) parses a CLEVR image object by object: Mask R-CNN finds the
 objects, a second CNN reads each one's attributes and 3D position. The IG-LLM paper
 compares against it on CoGenT. Here one convolutional network does both jobs per
-object, CenterNet-style: the dense stage-1 network (training/pretrain_dense.py) finds
+object, CenterNet-style: the dense stage-1 network (training/stages/tower.py) finds
 each object as a peak of its centre heat-map and reads shape, colour, material, size,
 ground position and cube yaw from the heads at that cell (``probe_scenes``). It is
 trained on the same condition-A renders and index masks as the IG-LLM tower, sees only
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..atomic import write_json
+from ...atomic import write_json
 
 PREDICT_BATCH = 64      # images per forward pass; the network is small
 
@@ -28,13 +28,13 @@ def predict_baseline(stage1_dir, dataset_dir, out, preset: str = "tiny", sets=()
     records]}`` to `out`; returns that report."""
     import torch
 
-    from ..model.batching import preprocess_image
-    from ..model.presets import make_config
-    from ..scene.domain import load_domain
-    from ..scene.program import scene_to_clevr
-    from .dataset import open_source
-    from .pretrain_dense import colour_yiq, load_dense_model, probe_scenes
-    from .train import parse_set
+    from ...model.batching import preprocess_image
+    from ...model.presets import make_config
+    from ...scene.domain import load_domain
+    from ...scene.program import scene_to_clevr
+    from ..data.dataset import open_source
+    from ..stages.tower import colour_yiq, load_dense_model, probe_scenes
+    from ..stages.model_config import parse_set
 
     config = make_config(preset, **parse_set(sets))
     model = load_dense_model(stage1_dir, config)

@@ -1,6 +1,6 @@
 """Calibrate "does this picture look like the training scenes?" for a model folder.
 
-    python -m ig_llm.training.calibrate --model model/default --fit data/trainA --held-out data/valA
+    python -m ig_llm.training.eval.calibrate --model model/default --fit data/trainA --held-out data/valA
 
 1. tower features (model/confidence.py) of the ``--fit`` renders (at most ``--max-fit``):
    75 % fit the density, 25 % set the threshold (99th percentile x 1.25);
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
-from ..images import IMAGE_SUFFIXES
+from ...errors import UserError
+from ...images import IMAGE_SUFFIXES
 
 OOD_KINDS = ("noise", "gradient", "text", "primitives", "flat", "grid", "photo")
 
@@ -151,8 +151,8 @@ def ood_images(n: int, seed: int = 0, size=(240, 160)) -> list[tuple[str, np.nda
 # ---------------------------------------------------------------------------------------
 def features(model, images) -> np.ndarray:
     """NumpyIGLLM + [path | HxWx3 uint8] -> [n, D] tower features."""
-    from ..model import pixels
-    from ..model.confidence import image_feature
+    from ...model import pixels
+    from ...model.confidence import image_feature
 
     out = []
     for im in images:
@@ -177,8 +177,8 @@ def auroc(negatives, positives) -> float:
 
 def calibrate(model_dir, fit_dirs, held_out_dirs, max_fit: int = 800, max_held_out: int = 500,
               n_ood: int = 350, seed: int = 0, log=print) -> dict:
-    from ..model.confidence import DomainCheck
-    from ..model.numpy_runtime import load_numpy_model
+    from ...model.confidence import DomainCheck
+    from ...model.numpy_runtime import load_numpy_model
 
     model = load_numpy_model(model_dir)
     fit_files = [f for d in fit_dirs for f in image_files(d)]
@@ -226,7 +226,7 @@ def table(metrics: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ig_llm.training.calibrate", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m ig_llm.training.eval.calibrate", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None, help="model folder (default: the shipped model/default)")
     p.add_argument("--fit", nargs="+", required=True, help="in-domain render folders to fit on (training renders)")
     p.add_argument("--held-out", nargs="+", required=True, help="in-domain render folders never used for fitting")
@@ -235,14 +235,14 @@ def main(argv=None) -> int:
     p.add_argument("--ood", type=int, default=350, help="non-CLEVR pictures to make")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    from ..model.inference import DEFAULT_MODEL_DIR
+    from ...model.inference import DEFAULT_MODEL_DIR
 
     model_dir = Path(args.model) if args.model else DEFAULT_MODEL_DIR
     try:
         metrics = calibrate(model_dir, args.fit, args.held_out, args.max_fit, args.max_held_out, args.ood, args.seed,
                             log=lambda m: print(m, file=sys.stderr))
     except UserError as err:   # CalibrateError, ImageError, CheckpointError, ...: one sentence, exit 2
-        from ..cli import one_sentence
+        from ...cli import one_sentence
         print(f"calibrate: {one_sentence(err)}", file=sys.stderr)
         return 2
     print(table(metrics))

@@ -23,7 +23,6 @@ takes its own slice of each global batch of ``batch_size * N``.
 """
 from __future__ import annotations
 
-import json
 import math
 import random
 import shutil
@@ -32,14 +31,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ..atomic import check_output, write_text
-from ..errors import UserError, worker_message
-from ..scene.program import Scene
-from .augment import check_mirror, flip_pixels, mirror_scene   # pure Python, no torch: cheap at start-up
-from .options import STAGE2_SCOPE, RunOptions, check_resume
-from .run import (CHECKPOINT_PREFIX, Dist, RunLog, TrainError, any_rank, barrier, checkpoint_dirs, fmt_time, hardware,
-                  load_training_checkpoint, lr_factor, save_training_checkpoint, seed_all, setup_distributed,
-                  to_device, wrap_ddp)
+from ...atomic import check_output, write_text
+from ...errors import UserError, worker_message
+from ...scene.program import Scene
+from ..data.augment import check_mirror, flip_pixels, mirror_scene   # pure Python, no torch: cheap at start-up
+from .model_config import build_config
+from .options import STAGE2_SCOPE, RunOptions
+from .runtime import (CHECKPOINT_PREFIX, Dist, RunLog, TrainError, any_rank, barrier, check_resume, checkpoint_dirs,
+                      fmt_time, hardware, load_training_checkpoint, lr_factor, save_training_checkpoint, seed_all,
+                      setup_distributed, to_device, wrap_ddp)
 
 WHITEN_IMAGES = 1000  # --whiten-features: training images whose tower tokens give the statistics
 
@@ -86,7 +86,7 @@ def add_arguments(parser) -> None:
                         "scene reflected; default 0)")
     g.add_argument("--recolour", type=float, default=0.0, metavar="P",
                    help="both stages: chance that every object of an image is recoloured to a palette colour "
-                        "drawn at random, label included (training/recolour.py; needs the per-pixel truth "
+                        "drawn at random, label included (training/data/recolour.py; needs the per-pixel truth "
                         "and, in stage 2, --cache-images; default 0)")
     g.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (default 1.0)")
     g.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
@@ -150,12 +150,12 @@ def run_tower_stage(args):
     config = build_config(args)
     args.vision_weights = saved
     if config.vision_model == "conv":
-        from .pretrain_dense import run_dense_stage1
+        from .tower import run_dense_stage1
         return run_dense_stage1(args, config)
     if args.recolour > 0 or args.stage1_init:
         raise TrainError(f"--recolour and --stage1-init work with the conv tower's dense stage 1 only; the "
                          f"{config.vision_model} tower's stage 1 is contrastive: drop them.")
-    from .pretrain_vision import run_stage1
+    from .tower_contrastive import run_stage1
     return run_stage1(args)
 
 
@@ -227,8 +227,8 @@ class Collator:
     Synonyms, attribute order and mirror flips are drawn from
     ``random.Random(f"{seed}:{step}:{rank}")``, so the targets of a step do not depend on
     what ran before (resume-safe). `mirror` is the chance that an example is replaced by
-    its left-right mirror image (training/augment.py; exact labels); `recolour` the chance
-    that its objects get new palette colours, words included (training/recolour.py; items
+    its left-right mirror image (training/data/augment.py; exact labels); `recolour` the chance
+    that its objects get new palette colours, words included (training/data/recolour.py; items
     then carry their index map)."""
 
     def __init__(self, tokenizer, config, seed: int, rank: int, mirror: float = 0.0, recolour: float = 0.0):
@@ -236,14 +236,14 @@ class Collator:
         self.mirror, self.recolour = mirror, recolour
         self.palette = None
         if recolour > 0:
-            from ..scene.domain import load_domain
-            from .recolour import palette_linear
+            from ...scene.domain import load_domain
+            from ..data.recolour import palette_linear
             self.palette = palette_linear(load_domain(config.domain))
 
     def augment(self, pix, scene, cam, index, rng):
         """One example's (pixels, scene) after recolouring and mirroring, as `rng` draws them."""
         if self.recolour > 0 and rng.random() < self.recolour:
-            from .recolour import recolour_example
+            from ..data.recolour import recolour_example
             pix, new = recolour_example(pix, index, [o.color for o in scene.objects], rng, self.palette)
             scene = Scene([replace(o, color=c) for o, c in zip(scene.objects, new)])
         if self.mirror > 0 and rng.random() < self.mirror:
@@ -251,7 +251,7 @@ class Collator:
         return pix, scene
 
     def __call__(self, items):
-        from ..model.batching import collate
+        from ...model.batching import collate
         step = items[0][0]
         rng = random.Random(f"{self.seed}:{step}:{self.rank}")
         examples = []
@@ -263,44 +263,9 @@ class Collator:
         return collate(examples, self.tokenizer, self.config, rng=rng)
 
 
-def build_config(args):
-    """The IGLLM config for this run: preset + flags + --set overrides."""
-    from ..model.presets import make_config
-    overrides = parse_set(args.set)
-    overrides.update(_flag_overrides(args))
-    from ..model.checkpoint import check_config
-    try:
-        config = make_config(args.preset, **overrides)
-        check_config(config)
-        return config
-    except (KeyError, TypeError, ValueError) as err:
-        raise TrainError(f"Cannot build the model config ({err}); check --preset and --set.") from None
-
-
-def parse_set(items) -> dict:
-    """--set KEY=VALUE items -> config overrides (JSON values; anything else is a string)."""
-    overrides = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise TrainError(f"--set {item} is not KEY=VALUE; write e.g. --set lm_layers=6.")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
-    return overrides
-
-
-def _flag_overrides(args) -> dict:
-    o = {"numbers": args.numbers, "freeze_vision": not args.train_vision}
-    if args.vision_weights:
-        o["vision_weights"] = str(Path(args.vision_weights).resolve())
-    return o
-
-
 def initial_model(model_dir: str, args):
     """A finished model to fine-tune: its own config and weights, set to train per the flags."""
-    from ..model.checkpoint import CheckpointError, load_checkpoint
+    from ...model.checkpoint import CheckpointError, load_checkpoint
     try:
         model = load_checkpoint(model_dir)
     except CheckpointError as err:
@@ -313,15 +278,15 @@ def initial_model(model_dir: str, args):
 
 def make_tokenizer(config):
     """The program tokenizer a model of this config uses (word-level, or the local LM's)."""
-    from ..model.tokenizer import ProgramTokenizer
+    from ...model.tokenizer import ProgramTokenizer
     return ProgramTokenizer.from_hf(config.lm_path) if config.lm_path else ProgramTokenizer.build(config.domain)
 
 
 def fit_whitening(model, source, dims, n: int = WHITEN_IMAGES):
     """ZCA whitening of the frozen tower's tokens over the first `n` training images."""
     import torch
-    from ..model.batching import preprocess_image
-    from ..model.projector import FeatureWhitening
+    from ...model.batching import preprocess_image
+    from ...model.projector import FeatureWhitening
     tokens = []
     with torch.no_grad():
         for start in range(0, min(n, len(source)), 64):
@@ -371,10 +336,10 @@ def train_program(args) -> Path:
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
-    from ..model.checkpoint import save_checkpoint
-    from ..model.igllm import IGLLM
-    from .dataset import LengthGroupedBatches, SceneDataset, open_training_sources
-    from .report import make_card
+    from ...model.checkpoint import save_checkpoint
+    from ...model.igllm import IGLLM
+    from ..data.dataset import LengthGroupedBatches, SceneDataset, open_training_sources
+    from ..eval.report import make_card
 
     t_start = time.time()
     run_dir = Path(args.out)
@@ -413,8 +378,8 @@ def train_program(args) -> Path:
         tokenizer = make_tokenizer(config)
         model = IGLLM(config, tokenizer).to(device)
     if args.mirror > 0 or args.recolour > 0:
-        from ..scene.domain import load_domain
-        from .recolour import check_recolour
+        from ...scene.domain import load_domain
+        from ..data.recolour import check_recolour
         try:
             domain = load_domain(config.domain)
             if args.mirror > 0:
@@ -426,7 +391,7 @@ def train_program(args) -> Path:
     source = open_training_sources(args.data, args.limit)
     n_train = len(source)
     if args.whiten_features:
-        from ..model.projector import FeatureWhitening, attach_whitening
+        from ...model.projector import FeatureWhitening, attach_whitening
         resuming = args.resume and bool(checkpoint_dirs(run_dir))
         # a resume loads the saved statistics (and projector) from its checkpoint
         whitening = FeatureWhitening(model.vision.width) if resuming else \
@@ -544,7 +509,7 @@ def train_program(args) -> Path:
         elapsed = _elapsed_total(run_dir, time.time() - run_t0)
         card = make_card(args, config, n_train, step, elapsed, hardware(device), dist.world,
                          total_params, trainable, warmup_steps=plan.warmup)
-        from ..model.projector import fold_whitening
+        from ...model.projector import fold_whitening
         fold_whitening(model)       # the saved model is a plain projector (NumPy runtime, format)
         save_checkpoint(model, final_dir, card)
         log(f"final model written to {final_dir} ({fmt_time(elapsed)} of training)")

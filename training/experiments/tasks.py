@@ -7,7 +7,7 @@
 Each renders its datasets into ``OUT/data/`` when they are missing (``ig_llm generate
 --resume``), trains one normal resumable ``ig_llm train`` run per variant and seed under
 ``OUT/<variant>_s<seed>/``, predicts every test set, scores it with the evaluator
-(training/evaluate.py) and writes ``table.md`` / ``table.json`` (2d also
+(training/eval/evaluate.py) and writes ``table.md`` / ``table.json`` (2d also
 ``error_map.png``) under ``--results``. Every step skips what exists, so a rerun after a
 kill continues where it stopped and a finished experiment only rewrites its table.
 
@@ -21,7 +21,7 @@ kill continues where it stopped and a finished experiment only rewrites its tabl
 Deviation from the paper, on purpose: no pre-trained CLIP exists here. So each experiment's
 conv tower gets its own stage 1 first (``OUT/stage1``, ``--stage1-steps``, from the labels:
 for ``2d`` a centre heat-map and the dot's canvas position at its cell; for ``so3`` the
-rotation's 6D read from the pooled grid — training/pretrain_dense.py), then stays frozen in
+rotation's 6D read from the pooled grid — training/stages/tower.py), then stays frozen in
 stage 2 with whitened tokens, as for CLEVR. What that tower sees (``--tower-world``): by
 default its task's training renders; for ``2d``, ``generic`` trains it instead on a generic
 world (``OUT/data/tower``: a disc of random colour and radius on a random background,
@@ -42,8 +42,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..atomic import check_output, write_json, write_text, writing
-from .experiment import ExperimentError
+from ...atomic import check_output, write_json, write_text, writing
+from .common import ExperimentError, igllm_predictions, run_train
 
 # 128 px: the 5-px-radius dot of a 336 px render keeps a ~1.9 px radius (~11 red pixels),
 # visible to the stride-8 conv tower; 8 x 8 = 64 LM tokens keep a 2-core CPU step short
@@ -201,37 +201,6 @@ def render_datasets(name: str, args) -> dict[str, Path]:
     return folders
 
 
-RECIPE_FILE = "experiment_train.json"   # in each run folder: the train line it was started with
-
-
-def check_recipe(run: Path, argv: list[str]) -> None:
-    """A run folder is reused only for the same training line (sizes, steps, seed, ...)."""
-    path = run / RECIPE_FILE
-    if path.is_file():
-        if json.loads(path.read_text()) != argv:
-            raise ExperimentError(f"{run} was trained with other settings (see {path}); pass the sizes it was made "
-                                  "with, or another --out.")
-    else:
-        run.mkdir(parents=True, exist_ok=True)
-        write_json(path, argv)
-
-
-def run_train(run: Path, argv: list[str], product: Path, what: str, threads: int | None = None) -> Path:
-    """Run one resumable ``ig_llm train`` line in process unless `product` exists; returns it.
-    A run folder is reused only for the same line (check_recipe)."""
-    check_recipe(run, argv)
-    if not product.is_file():
-        from ..cli import command_parser
-        argv = argv + (["--threads", str(threads)] if threads else [])   # speed only: not in the recipe
-        print(f"[experiment] ig_llm {' '.join(argv)}", flush=True)
-        parser, module = command_parser("train")
-        module.main(parser.parse_args(argv[1:]))
-        if not product.is_file():
-            raise ExperimentError(f"Training {run} stopped before {what} was written; rerun the same command "
-                                  "to resume.")
-    return product
-
-
 def train_variant(run: Path, argv: list[str], threads: int | None = None) -> Path:
     """Train (or resume, or skip) one run in process; returns its model folder."""
     return run_train(run, argv, run / "model" / "config.json", "its model", threads).parent
@@ -239,7 +208,6 @@ def train_variant(run: Path, argv: list[str], threads: int | None = None) -> Pat
 
 def predict_set(model: Path, dataset: Path, out: Path) -> None:
     if not out.is_file():
-        from .experiment import igllm_predictions
         print(f"[experiment] predicting {dataset} with {model}", flush=True)
         igllm_predictions(model, str(dataset), out)
 
@@ -259,7 +227,7 @@ def _median(values) -> float | None:
 
 def dot_points(truth_scenes: list[dict], report: dict) -> list[tuple[float, float, float | None]]:
     """[(true x, true y, l2 error)] per test image, from the evaluator's per-scene rows."""
-    from ..scene.program import scene_from_clevr
+    from ...scene.program import scene_from_clevr
     where = {}
     for rec in truth_scenes:
         (dot,) = scene_from_clevr(rec).objects
@@ -268,7 +236,7 @@ def dot_points(truth_scenes: list[dict], report: dict) -> list[tuple[float, floa
 
 
 def dot_scores(points, heldout_report: dict | None, cells: int) -> dict:
-    from .task_sampler import is_training_point
+    from ..data.task_sampler import is_training_point
     inside = [e for x, y, e in points if is_training_point(x, y, cells)]
     between = [e for x, y, e in points if not is_training_point(x, y, cells)]
     return {"l2_test": _mean(e for *_, e in points), "l2_test_in_cells": _mean(inside),
@@ -355,7 +323,7 @@ def write_error_map(points: dict[str, list], cells: int, path: Path) -> None:
 # ---------------------------------------------------------------------------------------
 def run_task_experiment(name: str, args) -> dict:
     """Render, train, predict and score every variant; returns the table.json content."""
-    from .evaluate import evaluate_files, load_scene_records
+    from ..eval.evaluate import evaluate_files, load_scene_records
     check_sizes(args)
     out = Path(args.out)
     folders = render_datasets(name, args)
@@ -474,7 +442,7 @@ def command_line(name: str, args) -> str:
 
 
 def _cells() -> int:
-    from ..scene.domain import load_domain
+    from ...scene.domain import load_domain
     return int(load_domain("2d").task["checkerboard_cells"])
 
 

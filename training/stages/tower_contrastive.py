@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 
 from .options import RunOptions
-from .run import (TrainError, finish_stage1, fmt_time, hardware, lr_factor, open_stage1,
-                  resume_stage1, seed_all, stage1_checkpoint, stage1_stop, to_device,
-                  wrap_ddp)
+from .runtime import (TrainError, finish_stage1, fmt_time, hardware, lr_factor, open_stage1,
+                      resume_stage1, seed_all, stage1_checkpoint, stage1_stop, to_device,
+                      wrap_ddp)
 
 LOC_BIN = 0.5
 LOC_RANGE = 4.0        # bins cover [-4, 4]; CLEVR places objects in [-3, 3]
@@ -41,9 +41,9 @@ class CaptionVocab:
     """Word-level vocabulary of the stage 1 captions (pad 0, eos 1)."""
 
     def __init__(self, domain_name: str = "clevr"):
-        from ..model.tokenizer import PUNCT_PIECES, split_pieces
-        from ..scene.domain import ATTRIBUTES, load_domain
-        from ..scene.program import FIELD_ORDER
+        from ...model.tokenizer import PUNCT_PIECES, split_pieces
+        from ...scene.domain import ATTRIBUTES, load_domain
+        from ...scene.program import FIELD_ORDER
         self.split_pieces = split_pieces
         self.domain = load_domain(domain_name)
         words = ["<pad>", "<eos>", "<unk>", "|"]
@@ -66,7 +66,7 @@ class CaptionVocab:
         return f"{axis}:{v + 0.0:+.1f}"
 
     def caption_tokens(self, scene, camera, mode: str) -> list[str]:
-        from ..scene.program import format_program, sort_left_to_right
+        from ...scene.program import format_program, sort_left_to_right
         if mode == "program":
             return self.split_pieces(format_program(scene, "char", domain=self.domain, camera=camera))
         toks = []
@@ -106,8 +106,8 @@ class CaptionCollator:
 # ---------------------------------------------------------------------------------------
 def build_clip(config, vocab: CaptionVocab, context: int):
     """open_clip CLIP: the IG-LLM's vision tower config + a small text tower over `vocab`."""
-    from ..model import compat  # noqa: F401 - before open_clip
-    from ..model.vision import vision_cfg
+    from ...model import compat  # noqa: F401 - before open_clip
+    from ...model.vision import vision_cfg
     from open_clip.model import CLIP
 
     embed_dim, vcfg = vision_cfg(config)
@@ -139,14 +139,14 @@ def run_stage1(args) -> Path | None:
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
-    from ..model import compat  # noqa: F401
+    from ...model import compat  # noqa: F401
     import warnings
     # open_clip's ClipLoss uses torch.distributed.nn.all_gather, deprecated but correct
     warnings.filterwarnings("ignore", category=FutureWarning, module="open_clip.loss")
     from open_clip.loss import ClipLoss
 
-    from .dataset import SceneDataset, StepBatches, open_training_sources
-    from .train import build_config
+    from ..data.dataset import SceneDataset, StepBatches, open_training_sources
+    from .model_config import build_config
 
     run_dir, out_file, dist, device, log = open_stage1(args)
     if out_file.is_file():

@@ -1,10 +1,10 @@
-"""The paper's experiments, one command each, resumable, tables under ``docs/results/``.
+"""``ig_llm experiment cogent``: compositional generalisation, IG-LLM vs an NS-VQA-style parser.
 
     python -m ig_llm experiment cogent --data data/trainA --val data/valA data/valB \
         [--model model/default] [--out runs/experiments/cogent] [--results docs/results/cogent]
 
 ``cogent`` — compositional generalisation: IG-LLM (the model folder given) next to an
-NS-VQA-style per-object parser (training/baseline.py) trained on the same condition-A
+NS-VQA-style per-object parser (training/experiments/baseline.py) trained on the same condition-A
 renders, both scored by the same evaluator on held-out condition-A and condition-B sets.
 The baseline is trained three times: as NS-VQA was (no colour augmentation), with the hue
 rotation of the IG-LLM tower's first stage 1, and with hue rotation + per-object recolouring
@@ -12,46 +12,19 @@ rotation of the IG-LLM tower's first stage 1, and with hue rotation + per-object
 parser" from "augmentation vs none". Every step skips what already exists in ``--out``
 (stage-1 runs resume; IG-LLM's predictions are redone when the model's weights changed),
 so a rerun only does what is missing.
-
-``2d`` and ``so3`` — parameter-space generalisation (numeric head vs characters; the four
-rotation representations): training/experiment_tasks.py.
 """
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
-from ..atomic import check_output, write_json, write_text
-from ..errors import UserError
+from ...atomic import check_output, write_json, write_text
+from .common import ExperimentError, igllm_predictions
 
 # baseline variant -> (stage-1 hue-rotation share, recolouring share); hue 0: as NS-VQA was
 # trained, None: the tower's default; recolouring as train-default's (RECIPE["recolour"])
 BASELINES = {"NS-VQA-style": (0.0, 0.0), "NS-VQA-style + hue rotation": (None, 0.0),
              "NS-VQA-style + hue rotation + recolouring": (None, "recipe")}
-EXPERIMENTS = ("cogent", "2d", "so3", "numbers")
-
-
-class ExperimentError(UserError, RuntimeError):
-    """An experiment step failed; the message names it and how to continue."""
-
-
-def add_arguments(parser) -> None:
-    from .experiment_tasks import add_size_arguments
-    parser.add_argument("name", choices=EXPERIMENTS, help="which experiment")
-    parser.add_argument("--out", help="work folder (runs, predictions; 2d/so3 also data/) "
-                                      "(default runs/experiments/NAME)")
-    parser.add_argument("--results", help="folder for the table (markdown + JSON) (default docs/results/NAME)")
-    parser.add_argument("--steps", type=int, help="training steps (numbers: each run's, default 1500; cogent: the baselines', default train-default's "
-                                                   "stage 1; 2d/so3: each variant's stage 2)")
-    g = parser.add_argument_group("cogent, numbers")
-    g.add_argument("--data", nargs="+", help="condition-A training folder(s) (required)")
-    g.add_argument("--val", nargs="+", help="held-out dataset folders (e.g. valA valB) (required)")
-    g.add_argument("--tower", help="numbers: the frozen stage-1 tower (a vision.safetensors) every run shares")
-    g.add_argument("--sizes", nargs="+", type=int, default=[],
-                   help="numbers: training-set sizes N (the first N scenes of --data)")
-    g.add_argument("--model", help="IG-LLM model folder to compare (default: the shipped model)")
-    g.add_argument("--seed", type=int, default=1)
-    add_size_arguments(parser)
 
 
 def _stage1_dir(run: Path) -> Path:
@@ -60,9 +33,9 @@ def _stage1_dir(run: Path) -> Path:
 
 def train_baseline(run: Path, args, augment: tuple) -> Path:
     """Train (or resume, or skip) one baseline variant; returns its stage-1 folder."""
-    from .pretrain_dense import stage1_command
-    from .run import VISION_FILE
-    from .train_default import RECIPE
+    from ..stages.tower import stage1_command
+    from ..stages.runtime import VISION_FILE
+    from ..train_default import RECIPE
     hue_prob, recolour = augment
     if not (_stage1_dir(run) / VISION_FILE).is_file():
         cmd = stage1_command(run, args.data, steps=args.steps or RECIPE["stage1_steps"],
@@ -79,7 +52,7 @@ def train_baseline(run: Path, args, augment: tuple) -> Path:
 def weights_fingerprint(model_dir) -> str:
     """sha256 of a model folder's weights: the shipped default changes under one path."""
     import hashlib
-    from ..model.inference import DEFAULT_MODEL_DIR
+    from ...model.inference import DEFAULT_MODEL_DIR
     digest = hashlib.sha256()
     with open(Path(model_dir or DEFAULT_MODEL_DIR) / "model.safetensors", "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -96,21 +69,9 @@ def forget_other_models(folder: Path, model_dir) -> None:
         write_text(stamp, now + "\n")
 
 
-def igllm_predictions(model_dir, dataset: str, out: Path) -> None:
-    """``ig_llm predict`` on one held-out folder, in process."""
-    from ..model.inference import Predictor
-    from .predict import collect_images, predict_records
-    predictor = Predictor(model_dir=model_dir, device="cpu", batch_size=32)
-    records, failed = predict_records(predictor, collect_images([str(Path(dataset) / "images")]), 32)
-    if failed:
-        raise ExperimentError(f"{len(failed)} image(s) of {dataset} cannot be read (e.g. {failed[0]['path']}); "
-                              "re-render that set.")
-    write_json(out, {"model": str(model_dir or "default"), "scenes": records})
-
-
 def run_cogent(args) -> dict:
     """{row name: {set name: summary}} for IG-LLM and each baseline."""
-    from .evaluate import evaluate_files
+    from ..eval.evaluate import evaluate_files
     from .baseline import predict_baseline
     out = Path(args.out)
     missing = next((d for d in [*args.data, *args.val] if not Path(d).is_dir()), None)
@@ -143,18 +104,11 @@ def run_cogent(args) -> dict:
 
 
 def main(args) -> int:
-    args.out = args.out or f"runs/experiments/{args.name}"
-    args.results = args.results or f"docs/results/{args.name}"
-    if args.name == "numbers":
-        from . import numbers_curve
-        return numbers_curve.main(args)
-    if args.name != "cogent":
-        from . import experiment_tasks
-        return experiment_tasks.main(args.name, args)
+    """The cogent table (``args.out`` / ``args.results`` defaults set by the command)."""
     if not args.data or not args.val:
         raise ExperimentError("experiment cogent needs --data (condition-A training folders) and --val "
                               "(held-out folders); pass both.")
-    from .report import ablation_table
+    from ..eval.report import ablation_table
     results = Path(args.results)
     table_md = check_output(str(results / "table.md"), "--results")
     check_output(args.out, "--out", folder=True)
@@ -170,4 +124,4 @@ def main(args) -> int:
     return 0
 
 
-__all__ = ["BASELINES", "EXPERIMENTS", "ExperimentError", "run_cogent"]
+__all__ = ["BASELINES", "ExperimentError", "run_cogent"]

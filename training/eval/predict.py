@@ -19,11 +19,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..atomic import check_output, write_json
-from ..errors import UserError
-from ..images import IMAGE_SUFFIXES
-from ..operators import deps
-from ..scene.program import Scene, scene_to_clevr
+from ...atomic import check_output, write_json
+from ...errors import UserError
+from ...images import IMAGE_SUFFIXES
+from ...operators import deps
+from ...scene.program import Scene, scene_to_clevr
 
 
 class PredictError(UserError, ValueError):
@@ -63,7 +63,7 @@ def collect_images(paths) -> list[ImageItem]:
             out.extend(ImageItem(q.name, q) for q in found)
         elif p.is_file() and p.suffix == ".npz":
             deps.require(f"Reading the packed dataset {p.name}", ["PIL"])   # before dataset.py imports it
-            from .dataset import DatasetError, PackSource
+            from ..data.dataset import DatasetError, PackSource
             try:
                 pack = PackSource(p)
             except DatasetError as err:
@@ -85,10 +85,10 @@ def read_image(path: Path):
     (``..images.load_image``) where Pillow is; in Blender's own Python, which has no Pillow,
     the pixels as Blender's loader reads them (:func:`blender_pixels`, what File > Import >
     Image to Scene does without Pillow). Neither: one sentence naming Pillow."""
-    from ..model.pixels import has_pillow
+    from ...model.pixels import has_pillow
 
     if has_pillow():
-        from ..images import load_image
+        from ...images import load_image
         return load_image(path)
     if not deps.missing_modules(["bpy"]):
         return blender_pixels(path)
@@ -102,7 +102,7 @@ def blender_pixels(path: Path):
     import bpy
     import numpy as np
 
-    from ..images import ImageError, check_size
+    from ...images import ImageError, check_size
 
     path = Path(path)
     if not path.is_file():
@@ -132,8 +132,8 @@ def predict_records(predictor, images: list[ImageItem], batch_size: int = 8, pro
     """Run `predictor` over images in batches: (one CLEVR scene record + program per readable
     image, one ``{"image_filename", "path", "error"}`` per unreadable one). `strict`: the
     first unreadable image raises its ImageError instead."""
-    from ..images import ImageError
-    from .progress import progress_bar
+    from ...images import ImageError
+    from ..progress import progress_bar
     records, failed = [], []
     bar = progress_bar(len(images), desc="predict", unit="img", disable=not progress, file=sys.stderr)
     for start in range(0, len(images), batch_size):
@@ -180,7 +180,7 @@ def main(args) -> int:
         raise PredictError("--batch-size is too small; pass --batch-size 1 or more.")
     images = collect_images(args.images)
     out = check_output(args.out, "--out", inputs=[i.path or i.pack.path for i in images])
-    from ..model.inference import Predictor
+    from ...model.inference import Predictor
     predictor = Predictor(model_dir=args.model, device=args.device, batch_size=args.batch_size,
                           runtime=args.runtime)
     records, failed = predict_records(predictor, images, args.batch_size, progress=not args.quiet,

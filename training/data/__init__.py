@@ -1,0 +1,1 @@
+"""Training data: scene sampling, rendering (`generate`), datasets and packs, index maps, augmentations."""

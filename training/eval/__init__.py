@@ -1,0 +1,1 @@
+"""Evaluation: predict, the paper's metrics, evaluate, report tables, confidence calibration."""
