@@ -36,9 +36,11 @@ COMMANDS = {
     "generate": Command("training.data.generate", "Render a CLEVR / CoGenT dataset with Cycles", ("bpy",)),
     "train": Command("training.stages.train", "Train an IG-LLM model (stage 1 vision tower, stage 2 program)",
                      deps.RUNTIME),
-    "train-default": Command("training.train_default",
-                             "Train the default recipe from scratch: render, both stages, evaluate (resumable)",
-                             deps.RUNTIME),
+    "train-default": Command("training.recipe",
+                             "Run the shipped model's recipe (recipes/clevr.toml): render, stage 1, stage 2, "
+                             "evaluate, in the data home (resumable)", deps.RUNTIME),
+    "train-recipe": Command("training.recipe", "Run a recipe file: its renders, one stage 1, one stage 2, its "
+                            "evaluation (resumable; --dry-run shows the commands)", deps.RUNTIME),
     "predict": Command("training.eval.predict", "Predict scene programs for images (CLEVR scenes JSON out)",
                        deps.BUNDLED_MODULES),
     "evaluate": Command("training.eval.evaluate", "Score predictions against ground truth (paper metrics)", ("scipy",)),

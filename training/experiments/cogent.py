@@ -15,6 +15,7 @@ so a rerun only does what is missing.
 """
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from ...atomic import check_output, write_json, write_text
 from .common import ExperimentError, igllm_predictions
 
 # baseline variant -> (stage-1 hue-rotation share, recolouring share); hue 0: as NS-VQA was
-# trained, None: the tower's default; recolouring as train-default's (RECIPE["recolour"])
+# trained, None: the tower's default; "recipe": recolouring as the shipped recipe's tower
+BASELINE_SCENES = 2500   # the baselines' towers read the first 2,500 scenes, as v9's first tower did
 BASELINES = {"NS-VQA-style": (0.0, 0.0), "NS-VQA-style + hue rotation": (None, 0.0),
              "NS-VQA-style + hue rotation + recolouring": (None, "recipe")}
 
@@ -32,16 +34,18 @@ def _stage1_dir(run: Path) -> Path:
 
 
 def train_baseline(run: Path, args, augment: tuple) -> Path:
-    """Train (or resume, or skip) one baseline variant; returns its stage-1 folder."""
-    from ..stages.tower import stage1_command
+    """Train (or resume, or skip) one baseline variant; returns its stage-1 folder. Its tower
+    trains as the shipped recipe's (recipes/clevr.toml [tower]) on the first BASELINE_SCENES."""
+    from ..recipe import DEFAULT_RECIPE, Runtime, ig_command, load_recipe, stage1_argv
     from ..stages.runtime import VISION_FILE
-    from ..train_default import RECIPE
     hue_prob, recolour = augment
     if not (_stage1_dir(run) / VISION_FILE).is_file():
-        cmd = stage1_command(run, args.data, steps=args.steps or RECIPE["stage1_steps"],
-                             batch_size=RECIPE["stage1_batch_size"], lr=RECIPE["stage1_lr"], seed=args.seed,
-                             hue_prob=hue_prob, recolour=RECIPE["recolour"] if recolour == "recipe" else recolour,
-                             limit=RECIPE["first_count"])   # the default's stage-1 data
+        recipe_tower = load_recipe(DEFAULT_RECIPE).tower
+        tower = dataclasses.replace(
+            recipe_tower, steps=args.steps or recipe_tower.steps, hue_prob=-1.0 if hue_prob is None else hue_prob,
+            recolour=recipe_tower.recolour if recolour == "recipe" else recolour)
+        cmd = ig_command(stage1_argv(args.data, run, tower, seed=args.seed,
+                                     runtime=Runtime(workers=0, save_every=None), limit=BASELINE_SCENES))
         print(f"[experiment] {' '.join(cmd)}", flush=True)
         if subprocess.call(cmd) != 0:
             raise ExperimentError(f"Training the baseline in {run} failed (see above); fix the cause and rerun "

@@ -26,12 +26,14 @@ CURVE_METRICS = ("count_acc", "l2", "shape_acc", "color_acc")
 
 
 def run_size(n: int, args) -> Path:
-    from ..stages.tower import stage1_command
+    from ..recipe import Runtime, TowerSpec, ig_command, stage1_argv
     run = Path(args.out) / f"n{n:05d}"
     weights = run / "stage1" / "vision.safetensors"
     if not weights.is_file():
-        cmd = stage1_command(run, args.data, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                             seed=args.seed, hue_prob=args.hue_prob, limit=n, preset=args.preset, sets=args.set)
+        tower = TowerSpec(preset=args.preset, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
+                          hue_prob=-1.0 if args.hue_prob is None else args.hue_prob, model_overrides=tuple(args.set))
+        cmd = ig_command(stage1_argv(args.data, run, tower, seed=args.seed, runtime=Runtime(workers=0, save_every=None),
+                                     limit=n))
         print(f"[learning-curve] {' '.join(cmd)}", flush=True)
         if subprocess.call(cmd) != 0:
             raise SystemExit(f"learning_curve: stage 1 for N={n} failed; fix the cause above and rerun.")

@@ -36,11 +36,11 @@ def run_dir(out: Path, numbers: str, n: int) -> Path:
 
 def train_argv(run: Path, args, numbers: str, n: int) -> list[str]:
     """The resumable stage-2 line of one (numbers, N) run on the frozen, whitened tower."""
-    return ["train", "--data", *args.data, "--out", str(run), "--numbers", numbers,
-            "--vision-weights", str(args.tower), "--whiten-features", "--limit", str(n),
-            "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(LR), "--warmup-steps", "50",
-            "--mirror", str(MIRROR), "--seed", str(SEED), "--workers", "0", "--cache-images",
-            "--save-every", "100", "--quiet", "--resume"]
+    from ..recipe import ProgramSpec, Runtime, TowerSpec, stage2_argv
+    program = ProgramSpec(steps=args.steps, lr=LR, warmup_steps=50, batch_size=args.batch_size, mirror=MIRROR,
+                          whiten=True, numbers=numbers)
+    return stage2_argv(args.data, run, TowerSpec(), program, args.tower, seed=SEED,
+                       runtime=Runtime(workers=0, save_every=100), limit=n)
 
 
 def score_run(model: Path, run: Path, val: list[str]) -> dict:

@@ -130,29 +130,34 @@ def generate_argv(folder: Path, domain: str, condition: str, split: str, count: 
             "--out", str(folder), "--resume", "--workers", str(workers)]
 
 
-def _sets(domain: str, args) -> list[str]:
+def _tower(domain: str, args, steps: int = 1):
+    """A task's tower: the tiny conv tower at the task's square canvas, one object, no hue rotation."""
+    from ..recipe import TowerSpec
     sets = {"domain": domain, "max_objects": 1, "image_size": args.image_size, "image_height": args.image_size}
-    return [a for k, v in sets.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    return TowerSpec(steps=steps, lr=2e-3, batch_size=args.batch_size, hue_prob=0.0,
+                     model_overrides=tuple(f"{k}={json.dumps(v)}" for k, v in sets.items()))
+
+
+def _runtime():
+    from ..recipe import Runtime
+    return Runtime(device="auto", workers=0, save_every=SAVE_EVERY)
 
 
 def stage1_argv(run: Path, data: list[Path], count: int, domain: str, args) -> list[str]:
     """The resumable dense stage-1 line of a task's frozen tower on the first `count` renders
     of the `data` folders (in order), seed 0, no hue rotation."""
-    return ["train", "--data", *map(str, data), "--out", str(run), "--stage", "1", "--stage1-steps", str(args.stage1_steps),
-            "--stage1-batch-size", str(args.batch_size), "--stage1-lr", "2e-3", "--hue-prob", "0",
-            "--seed", "0", "--limit", str(count), "--workers", "0", "--save-every", str(SAVE_EVERY),
-            "--quiet", "--resume"] + _sets(domain, args)
+    from ..recipe import stage1_argv as line
+    return line(data, run, _tower(domain, args, args.stage1_steps), seed=0, runtime=_runtime(), limit=count)
 
 
 def train_argv(run: Path, data: Path, numbers: str, domain: str, args, seed: int, tower: Path) -> list[str]:
     """The resumable ``ig_llm train`` line of one variant: stage 2 on the frozen, whitened
     `tower` (the experiment's stage-1 weights)."""
-    argv = ["train", "--data", str(data), "--out", str(run), "--numbers", numbers,
-            "--vision-weights", str(tower), "--whiten-features",
-            "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(LR),
-            "--seed", str(seed), "--limit", str(args.train_count), "--workers", "0", "--cache-images",
-            "--save-every", str(SAVE_EVERY), "--quiet", "--resume"]
-    return argv + _sets(domain, args)
+    from ..recipe import ProgramSpec, stage2_argv
+    program = ProgramSpec(steps=args.steps, lr=LR, warmup_steps=-1, batch_size=args.batch_size, mirror=0.0,
+                          whiten=True, numbers=numbers)
+    return stage2_argv([data], run, _tower(domain, args), program, tower, seed=seed, runtime=_runtime(),
+                       limit=args.train_count)
 
 
 def tower_data(folders: dict[str, Path], args) -> tuple[list[Path], int]:

@@ -379,23 +379,6 @@ def load_dense_model(stage1_dir, config):
     return model.eval()
 
 
-def stage1_command(run_dir, data, *, steps: int, batch_size: int = 32, lr: float = 2e-3, seed: int = 0,
-                   hue_prob: float | None = None, recolour: float = 0.0, limit: int | None = None,
-                   preset: str = "tiny", sets=()) -> list[str]:
-    """The resumable ``ig_llm train --stage 1`` command line for a dense tower in `run_dir`."""
-    cmd = [sys.executable, "-m", "ig_llm", "train", "--data", *map(str, data), "--out", str(run_dir),
-           "--stage", "1", "--stage1-steps", str(steps), "--stage1-batch-size", str(batch_size),
-           "--stage1-lr", str(lr), "--seed", str(seed), "--workers", "0", "--quiet", "--resume",
-           "--preset", preset, *[a for kv in sets for a in ("--set", kv)]]
-    if limit is not None:
-        cmd += ["--limit", str(limit)]
-    if hue_prob is not None:
-        cmd += ["--hue-prob", str(hue_prob)]
-    if recolour:
-        cmd += ["--recolour", str(recolour)]
-    return cmd
-
-
 # ---------------------------------------------------------------------------------------
 # the stage
 # ---------------------------------------------------------------------------------------

@@ -36,88 +36,16 @@ from ...errors import UserError, worker_message
 from ...scene.program import Scene
 from ..data.augment import check_mirror, flip_pixels, mirror_scene   # pure Python, no torch: cheap at start-up
 from .model_config import build_config
-from .options import STAGE2_SCOPE, RunOptions
+from .options import STAGE2_SCOPE, WHITEN_IMAGES, RunOptions
+from .options import add_arguments as options_arguments
 from .runtime import (CHECKPOINT_PREFIX, Dist, RunLog, TrainError, any_rank, barrier, check_resume, checkpoint_dirs,
                       fmt_time, hardware, load_training_checkpoint, lr_factor, save_training_checkpoint, seed_all,
                       setup_distributed, to_device, wrap_ddp)
 
-WHITEN_IMAGES = 1000  # --whiten-features: training images whose tower tokens give the statistics
-
 # ---------------------------------------------------------------------------------------
-# command line
+# command line: every option is declared once, in options.RunOptions
 # ---------------------------------------------------------------------------------------
-def add_arguments(parser) -> None:
-    g = parser.add_argument_group("data and output")
-    g.add_argument("--data", nargs="+", required=True, metavar="DIR_OR_PACK",
-                   help="dataset folders (ig_llm generate) and/or packed .npz files")
-    g.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (log, checkpoints, model/)")
-    g.add_argument("--limit", type=int, metavar="N", help="train on the first N images of --data only (learning curves)")
-    g.add_argument("--stage", choices=("1", "2", "both"), default="2",
-                   help="1: pre-train the visual tower; 2: train the program model; both: 1 then 2 (default 2)")
-    g.add_argument("--resume", action="store_true", help="continue from the last checkpoint in RUN_DIR")
-    g = parser.add_argument_group("model")
-    g.add_argument("--preset", default="tiny", help="model preset (model/presets.py; default tiny)")
-    g.add_argument("--vision-weights", metavar="FILE",
-                   help="visual tower weights from stage 1 (default with --stage both: RUN_DIR/stage1/vision.safetensors)")
-    g.add_argument("--numbers", choices=("head", "char"), default="head",
-                   help="numbers via the numeric head (<num> placeholders) or as characters (default head)")
-    g.add_argument("--train-vision", action="store_true", help="train the visual tower too in stage 2 (ablation)")
-    g.add_argument("--init-from", metavar="MODEL_DIR",
-                   help="start stage 2 from a finished model folder's weights and config (fine-tuning; "
-                        "--preset, --numbers, --vision-weights and --set are then taken from that folder)")
-    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field (JSON value), e.g. --set lm_layers=6")
-    g.add_argument("--whiten-features", action="store_true",
-                   help="stage 2: whiten the frozen tower's tokens before the projector (statistics of the "
-                        "first %d training images; folded into the projector when saved)" % WHITEN_IMAGES)
-    g = parser.add_argument_group("optimisation (stage 2)")
-    g.add_argument("--steps", type=int, help="optimiser steps (default 2000; with --time-budget: an upper bound)")
-    g.add_argument("--batch-size", type=int, default=32, help="images per step per process (default 32)")
-    g.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
-    g.add_argument("--head-lr", type=float, help="numeric head learning rate (default: --lr)")
-    g.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default 0, as the paper)")
-    g.add_argument("--warmup", type=float, default=0.03, help="warm-up fraction of the steps (default 0.03)")
-    g.add_argument("--warmup-steps", type=int, help="warm-up steps (overrides --warmup; default 100 with --time-budget)")
-    g.add_argument("--time-budget", type=float, metavar="MIN",
-                   help="choose the step count so stage 2 ends after about MIN minutes (pace measured over "
-                        "steps 5-30; --steps is then an upper bound); the count is logged and checkpointed")
-    g.add_argument("--mirror", type=float, default=0.0, metavar="P",
-                   help="chance of training on an example's exact left-right mirror (image flipped, "
-                        "scene reflected; default 0)")
-    g.add_argument("--recolour", type=float, default=0.0, metavar="P",
-                   help="both stages: chance that every object of an image is recoloured to a palette colour "
-                        "drawn at random, label included (training/data/recolour.py; needs the per-pixel truth "
-                        "and, in stage 2, --cache-images; default 0)")
-    g.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (default 1.0)")
-    g.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
-    g = parser.add_argument_group("stage 1 (visual tower)")
-    g.add_argument("--stage1-steps", type=int, default=1000, help="contrastive steps (default 1000)")
-    g.add_argument("--stage1-batch-size", type=int, default=128, help="images per step (default 128)")
-    g.add_argument("--stage1-lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
-    g.add_argument("--hue-prob", type=float, default=None, metavar="P",
-                   help="conv tower: share of stage-1 images hue-rotated with their colour targets "
-                        "(default 0.75; 0 = off, the shortcut ablation)")
-    g.add_argument("--stage1-init", metavar="STAGE1_DIR",
-                   help="conv tower: start stage 1 from a finished stage-1 folder (vision + heads "
-                        "safetensors) instead of random weights")
-    g.add_argument("--caption", choices=("words+loc", "words", "program"), default="words+loc",
-                   help="stage 1 caption: object words + 0.5-unit position bins left to right (default), "
-                        "words only, or the character program")
-    g = parser.add_argument_group("run control")
-    g.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:0 ... (default auto)")
-    g.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (default 2; 0 = in process)")
-    g.add_argument("--cache-images", action="store_true",
-                   help="decode + preprocess every image once into RAM (uint8; 1 GB per 9000 images at 192 px)")
-    g.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps (default 500)")
-    g.add_argument("--log-every", type=int, default=20, help="log every N steps (default 20)")
-    g.add_argument("--keep", type=int, default=2, help="checkpoints kept (default 2)")
-    g.add_argument("--stop-at", type=int, metavar="K",
-                   help="stop after step K with a checkpoint, as if killed (for time slices; resume later)")
-    g.add_argument("--max-minutes", type=float,
-                   help="stop with a checkpoint when this wall time is spent (resume later)")
-    g.add_argument("--threads", type=int, help="torch CPU threads per process")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
+add_arguments = options_arguments
 
 
 def main(args) -> int:
