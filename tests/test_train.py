@@ -283,3 +283,30 @@ def test_whitened_stage2_resumes_and_saves_a_plain_model(data, tmp_path, capsys)
     assert cli_main(["train", "--data", str(data), "--out", str(tmp_path / "v"), "--whiten-features",
                      "--train-vision", *COMMON]) == 2
     assert "frozen tower" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stage, extra", [
+    ("1", TINY),                # the dense conv tower
+    ("1", TINY_VIT),            # the contrastive ViT tower
+    ("2", TINY),                # the program stage
+], ids=["dense", "contrastive", "program"])
+def test_max_minutes_stops_every_stage_with_a_checkpoint_and_resume_finishes(data, tmp_path, stage, extra):
+    """The one loop skeleton (training/stages/loop.py) ends each stage the same way."""
+    run = tmp_path / "run"
+    args = ["--data", str(data), "--out", str(run), "--stage", stage, "--stage1-steps", "6",
+            "--stage1-batch-size", "4", "--steps", "6", "--batch-size", "4", "--save-every", "100", *RUN, *extra]
+    assert cli_main(["train", *args, "--max-minutes", "0"]) == 0
+    ckpts = run / ("stage1" if stage == "1" else "") / "checkpoints"
+    assert [p.name for p in ckpts.glob("step_*")] == ["step_0000001"]       # stopped after one step, saved
+    done = run / ("stage1/vision.safetensors" if stage == "1" else "model/config.json")
+    assert not done.exists()
+    assert cli_main(["train", *args, "--resume"]) == 0
+    assert done.is_file() and (ckpts / "step_0000006").is_dir()
+
+
+def test_time_budget_fixes_the_step_count_after_calibrating(data, tmp_path):
+    run = tmp_path / "run"
+    assert cli_main(["train", "--data", str(data), "--out", str(run), "--steps", "40", "--batch-size", "4",
+                     "--time-budget", "0.02", *COMMON]) == 0
+    log = (run / "train.log").read_text()
+    assert "--time-budget 0.02 min:" in log and (run / "model" / "config.json").is_file()

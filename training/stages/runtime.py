@@ -332,17 +332,6 @@ def stage1_stop(args, steps: int) -> int:
     return steps if (args.stop_at is None or args.stage != "1") else min(steps, args.stop_at)
 
 
-def stage1_checkpoint(args, step: int, stop: int, steps: int, t0: float, run_dir: Path, model, opt, sched,
-                      meta: dict, dist: Dist, device) -> bool:
-    """After a stage-1 step: checkpoint on schedule, at the stop step, or when --max-minutes
-    is spent; True when the run must stop now (out of time before the last step)."""
-    out_of_time = any_rank(args.max_minutes is not None and time.time() - t0 > 60 * args.max_minutes,
-                           dist, device)
-    if step % args.save_every == 0 or step == stop or out_of_time:
-        save_training_checkpoint(run_dir, step, model, opt, sched, meta, dist, args.keep)
-    return out_of_time and step < steps
-
-
 def finish_stage1(args, step: int, steps: int, stopped: bool, t0: float, run_dir: Path, out_file: Path,
                   tower, record: dict, dist: Dist, device, log, extra_tensors: dict | None = None):
     """End a stage-1 run: None (with a line saying how to go on) when it stopped early; else

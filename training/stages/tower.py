@@ -35,7 +35,6 @@ statistics included) and ``stage1.json``; checkpoints and ``--resume`` as in sta
 from __future__ import annotations
 
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -43,9 +42,10 @@ import numpy as np
 
 from ...scene.rotations import matrix_to_sixd
 from ..data.dataset import resize_nearest
+from .loop import Loop, run_loop
 from .options import RunOptions
 from .runtime import (VISION_FILE, TrainError, finish_stage1, fmt_time, hardware, lr_factor,
-                      open_stage1, resume_stage1, seed_all, stage1_checkpoint, stage1_stop,
+                      open_stage1, resume_stage1, seed_all, stage1_stop,
                       wrap_ddp)
 
 STRIDE = 8                 # tower grid: one cell per 8x8 pixels (config.tower_stride may make it 4)
@@ -387,7 +387,6 @@ def run_dense_stage1(args, config) -> Path | None:
     that path, or None when the run stopped early (--stop-at with --stage 1, --max-minutes)."""
     import torch
     from torch.utils.data import DataLoader
-    from tqdm import tqdm
 
     from ...scene.domain import load_domain
     from ..data.dataset import StepBatches, open_training_sources
@@ -433,37 +432,26 @@ def run_dense_stage1(args, config) -> Path | None:
                         num_workers=0, collate_fn=DenseCollator(args.seed, hue_prob, args.recolour, domain),
                         generator=torch.Generator())
     model.train()
-    t0, step, window = time.time(), start, []
-    bar = tqdm(total=steps, initial=start, desc="stage 1", unit="step",
-               disable=args.quiet or not dist.main, file=sys.stderr, dynamic_ncols=True)
-    stopped = False
-    for batch in loader:
+
+    def step_fn(step, batch):
         batch = {k: v.to(device) for k, v in batch.items()}
         loss, parts = dense_loss(wrapped(batch["pixel_values"]), batch)
         if not torch.isfinite(loss):
             raise TrainError(f"Stage 1 loss became {loss.item()} at step {step}; lower --stage1-lr.")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
-        opt.step()
-        sched.step()
-        step += 1
-        window.append(parts)
-        bar.update(1)
-        if step % args.log_every == 0 or step == stop:
-            el = time.time() - t0
-            rate = (step - start) / max(el, 1e-9)
-            mean = {k: sum(w.get(k, 0.0) for w in window) / len(window) for k in window[-1]}
-            bar.set_postfix(loss=f"{sum(mean.values()):.3f}")
-            log(f"stage 1 step {step}/{steps} " + " ".join(f"{k} {v:.4f}" for k, v in mean.items())
-                + f" lr {sched.get_last_lr()[0]:.2e} {rate * bsz * dist.world:.1f} img/s elapsed {fmt_time(el)} "
-                  f"eta {fmt_time((steps - step) / max(rate, 1e-9))}")
-            window = []
-        if stage1_checkpoint(args, step, stop, steps, t0, run_dir, wrapped, opt, sched,
-                             {"stage": "dense", "options": options.to_dict()}, dist, device):
-            stopped = True
-            break
-    bar.close()
+        return loss, parts
+
+    def log_line(step, window, rate, elapsed, _grad):
+        mean = {k: sum(w.get(k, 0.0) for w in window) / len(window) for k in window[-1]}
+        text = (f"stage 1 step {step}/{steps} " + " ".join(f"{k} {v:.4f}" for k, v in mean.items())
+                + f" lr {sched.get_last_lr()[0]:.2e} {rate * bsz * dist.world:.1f} img/s elapsed "
+                  f"{fmt_time(elapsed)} eta {fmt_time((steps - step) / max(rate, 1e-9))}")
+        return text, {"loss": f"{sum(mean.values()):.3f}"}
+
+    meta = {"stage": "dense", "options": options.to_dict()}
+    loop = Loop("stage 1", model, wrapped, opt, sched, args, dist, device, run_dir, log, start,
+                total=lambda: steps, stop=lambda: stop, meta=lambda: meta)
+    end = run_loop(loop, loader, step_fn, log_line)
+    step, stopped, t0 = end.step, end.stopped_early, end.started
     return finish_stage1(args, step, steps, stopped, t0, run_dir, out_file, model.visual,
                          {"kind": "dense", "batch_size": bsz, "images": len(source), "hue_prob": hue_prob,
                           "recolour": args.recolour, "init": args.stage1_init},

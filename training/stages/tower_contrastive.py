@@ -20,13 +20,12 @@ Output: ``RUN_DIR/stage1/vision.safetensors`` holding the ``visual.*`` tensors, 
 from __future__ import annotations
 
 import math
-import sys
-import time
 from pathlib import Path
 
+from .loop import Loop, run_loop
 from .options import RunOptions
 from .runtime import (TrainError, finish_stage1, fmt_time, hardware, lr_factor, open_stage1,
-                      resume_stage1, seed_all, stage1_checkpoint, stage1_stop, to_device,
+                      resume_stage1, seed_all, stage1_stop, to_device,
                       wrap_ddp)
 
 LOC_BIN = 0.5
@@ -137,7 +136,6 @@ def run_stage1(args) -> Path | None:
     path, or None when the run stopped early (--stop-at with --stage 1, --max-minutes)."""
     import torch
     from torch.utils.data import DataLoader
-    from tqdm import tqdm
 
     from ...model import compat  # noqa: F401
     import warnings
@@ -190,43 +188,35 @@ def run_stage1(args) -> Path | None:
                        rank=dist.rank, world_size=dist.world)
     use_bf16 = args.bf16 and device.type == "cuda"
     model.train()
-    t0, step, window = time.time(), start, []
-    bar = tqdm(total=steps, initial=start, desc="stage 1", unit="step",
-               disable=args.quiet or not dist.main, file=sys.stderr, dynamic_ncols=True)
-    stopped = False
-    for batch in loader:
+
+    def step_fn(step, batch):
         batch = to_device(batch, device)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
             out = wrapped(batch["pixel_values"], batch["text"])
             loss = loss_fn(out["image_features"].float(), out["text_features"].float(), out["logit_scale"].float())
         if not torch.isfinite(loss):
             raise TrainError(f"Stage 1 loss became {loss.item()} at step {step}; lower --stage1-lr.")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
-        opt.step()
-        sched.step()
+        return loss, out
+
+    def keep(loss, out):
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))   # as open_clip's training loop
             sims = out["image_features"].float() @ out["text_features"].float().T
             acc = (sims.argmax(1) == torch.arange(len(sims), device=sims.device)).float().mean()
-        step += 1
-        window.append((float(loss.detach()), float(acc)))
-        bar.update(1)
-        if step % args.log_every == 0 or step == stop:
-            el = time.time() - t0
-            rate = (step - start) / max(el, 1e-9)
-            l, a = (sum(w[i] for w in window) / len(window) for i in range(2))
-            bar.set_postfix(loss=f"{l:.3f}", acc=f"{a:.2f}")
-            log(f"stage 1 step {step}/{steps} loss {l:.4f} in-batch acc {a:.3f} "
+        return float(loss.detach()), float(acc)
+
+    def log_line(step, window, rate, elapsed, _grad):
+        l, a = (sum(w[i] for w in window) / len(window) for i in range(2))
+        text = (f"stage 1 step {step}/{steps} loss {l:.4f} in-batch acc {a:.3f} "
                 f"scale {model.logit_scale.exp().item():.1f} lr {sched.get_last_lr()[0]:.2e} "
-                f"elapsed {fmt_time(el)} eta {fmt_time((steps - step) / max(rate, 1e-9))}")
-            window = []
-        if stage1_checkpoint(args, step, stop, steps, t0, run_dir, wrapped, opt, sched,
-                             {"mode": mode, "options": options.to_dict()}, dist, device):
-            stopped = True
-            break
-    bar.close()
+                f"elapsed {fmt_time(elapsed)} eta {fmt_time((steps - step) / max(rate, 1e-9))}")
+        return text, {"loss": f"{l:.3f}", "acc": f"{a:.2f}"}
+
+    meta = {"mode": mode, "options": options.to_dict()}
+    loop = Loop("stage 1", model, wrapped, opt, sched, args, dist, device, run_dir, log, start,
+                total=lambda: steps, stop=lambda: stop, meta=lambda: meta)
+    end = run_loop(loop, loader, step_fn, log_line, keep=keep)
+    step, stopped, t0 = end.step, end.stopped_early, end.started
     return finish_stage1(args, step, steps, stopped, t0, run_dir, out_file, model.visual,
                          {"kind": "contrastive", "batch_size": bsz, "caption": mode, "images": len(source)},
                          dist, device, log)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 import random
 import shutil
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -36,11 +35,11 @@ from ...errors import UserError, worker_message
 from ...scene.program import Scene
 from ..data.augment import check_mirror, flip_pixels, mirror_scene   # pure Python, no torch: cheap at start-up
 from .model_config import build_config
+from .loop import Loop, run_loop
 from .options import STAGE2_SCOPE, WHITEN_IMAGES, RunOptions
 from .options import add_arguments as options_arguments
-from .runtime import (CHECKPOINT_PREFIX, Dist, RunLog, TrainError, any_rank, barrier, check_resume, checkpoint_dirs,
-                      fmt_time, hardware, load_training_checkpoint, lr_factor, save_training_checkpoint, seed_all,
-                      setup_distributed, to_device, wrap_ddp)
+from .runtime import (CHECKPOINT_PREFIX, Dist, RunLog, TrainError, barrier, check_resume, checkpoint_dirs, fmt_time,
+                      hardware, load_training_checkpoint, lr_factor, seed_all, setup_distributed, to_device, wrap_ddp)
 
 # ---------------------------------------------------------------------------------------
 # command line: every option is declared once, in options.RunOptions
@@ -262,8 +261,6 @@ def train_program(args) -> Path:
     """Stage 2. Returns RUN_DIR/model."""
     import torch
     from torch.utils.data import DataLoader
-    from tqdm import tqdm
-
     from ...model.checkpoint import save_checkpoint
     from ...model.igllm import IGLLM
     from ..data.dataset import LengthGroupedBatches, SceneDataset, open_training_sources
@@ -376,26 +373,22 @@ def train_program(args) -> Path:
                         persistent_workers=False, prefetch_factor=4 if args.workers > 0 else None)
     use_bf16 = args.bf16 and device.type == "cuda"
     model.train()
-    step, stopped_early = start, False
-    bar = tqdm(total=plan.total, initial=start, desc="train", unit="step",
-               disable=args.quiet or not dist.main, file=sys.stderr, dynamic_ncols=True)
-    run_t0, window, t_cal = time.time(), [], None
-    for batch in _batches(loader):
-        if step >= stop_step():          # the plan shrank after calibration
-            break
+
+    def step_fn(step, batch):
         batch = to_device(batch, device)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
             out = wrapped(batch)
-        loss = out["loss"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
-        opt.step()
-        sched.step()
-        step += 1
+        return out["loss"], out
+
+    def keep(loss, out):
         # kept on the device: reading a value every step would stall the GPU queue
-        window.append(torch.stack([loss.detach().float(), _t(out.get("ce"), loss), _t(out.get("mse"), loss)]))
-        bar.update(1)
+        return torch.stack([loss.detach().float(), _t(out.get("ce"), loss), _t(out.get("mse"), loss)])
+
+    t_cal = None
+
+    def calibrate(step, bar):
+        """--time-budget: after CALIBRATE steps, fix the step count from the measured pace."""
+        nonlocal t_cal
         if not plan.fixed and step - start == CALIBRATE[0]:
             t_cal = time.time()
         if not plan.fixed and step - start == CALIBRATE[1]:
@@ -408,28 +401,26 @@ def train_program(args) -> Path:
             bar.total = plan.total
             log(f"--time-budget {args.time_budget:g} min: {pace * 1000:.1f} ms/step -> {plan.total} steps "
                 f"(warm-up {plan.warmup})")
-        if step % args.log_every == 0 or step == stop_step():
-            el = time.time() - run_t0
-            rate = (step - start) / max(el, 1e-9)
-            losses = torch.stack(window).mean(0).tolist()
-            if not all(math.isfinite(v) for v in losses):
-                raise TrainError(f"The loss became {losses[0]} before step {step}; lower --lr or check the data.")
-            bar.set_postfix(loss=f"{losses[0]:.4f}", ce=f"{losses[1]:.4f}", mse=f"{losses[2]:.4f}")
-            log(f"step {step}/{plan.total} loss {losses[0]:.4f} ce {losses[1]:.4f} mse {losses[2]:.5f} "
+
+    def log_line(step, window, rate, elapsed, grad_norm):
+        losses = torch.stack(window).mean(0).tolist()
+        if not all(math.isfinite(v) for v in losses):
+            raise TrainError(f"The loss became {losses[0]} before step {step}; lower --lr or check the data.")
+        text = (f"step {step}/{plan.total} loss {losses[0]:.4f} ce {losses[1]:.4f} mse {losses[2]:.5f} "
                 f"lr {sched.get_last_lr()[0]:.2e} grad {float(grad_norm):.3f} "
-                f"{rate * args.batch_size * dist.world:.1f} img/s elapsed {fmt_time(el)} "
+                f"{rate * args.batch_size * dist.world:.1f} img/s elapsed {fmt_time(elapsed)} "
                 f"eta {fmt_time((plan.total - step) / max(rate, 1e-9))}")
-            window = []
-        out_of_time = args.max_minutes is not None and (time.time() - t_start) > 60 * args.max_minutes
-        out_of_time = any_rank(out_of_time, dist, device)
-        meta = {"plan": (plan.total, plan.warmup, plan.fixed), "n_train": n_train, "options": options.to_dict()}
-        if step % args.save_every == 0 or step == stop_step() or out_of_time:
-            save_training_checkpoint(run_dir, step, wrapped, opt, sched, meta, dist, args.keep)
-        if out_of_time and step < plan.total:
-            log(f"--max-minutes reached: stopped at step {step} with a checkpoint; rerun with --resume")
-            stopped_early = True
-            break
-    bar.close()
+        return text, {"loss": f"{losses[0]:.4f}", "ce": f"{losses[1]:.4f}", "mse": f"{losses[2]:.4f}"}
+
+    def meta():
+        return {"plan": (plan.total, plan.warmup, plan.fixed), "n_train": n_train, "options": options.to_dict()}
+
+    loop = Loop("train", model, wrapped, opt, sched, args, dist, device, run_dir, log, start,
+                total=lambda: plan.total, stop=stop_step, meta=meta, budget_start=t_start)
+    end = run_loop(loop, _batches(loader), step_fn, log_line, keep=keep, on_step=calibrate)
+    step, stopped_early, run_t0 = end.step, end.stopped_early, end.started
+    if stopped_early:
+        log(f"--max-minutes reached: stopped at step {step} with a checkpoint; rerun with --resume")
     if step < plan.total and not stopped_early:
         log(f"stopped at step {step} (--stop-at); rerun with --resume to continue")
         stopped_early = True
