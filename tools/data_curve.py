@@ -23,7 +23,8 @@ from ig_llm.atomic import write_json, writing
 from ig_llm.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "docs" / "results"
+RESULTS = ROOT / "docs" / "results"                       # the shipped model's
+HISTORY_RESULTS = ROOT / "docs" / "history" / "results"   # the earlier models'
 # version -> (condition-A scenes its last stage-2 part read, stage-2 steps x 32 in all its parts,
 # its tower); from the README's model list and the training logs in docs/results/<version>/
 MODELS = {
@@ -41,11 +42,12 @@ CLEVR_TRAIN_SCENES = 70000             # the original CLEVR training split, for 
 def summaries(version: str) -> dict:
     """{set: evaluator summary} of one shipped model (both file layouts in docs/results; v6's
     480x320 sets were first scored on 200 scenes, then on all 500 in metrics_480_full.json)."""
-    path = RESULTS / version / "metrics_summary.json"
+    folder = RESULTS / version if (RESULTS / version).is_dir() else HISTORY_RESULTS / version
+    path = folder / "metrics_summary.json"
     try:
         data = json.loads(path.read_text())
         sets = data.get("summaries", data)
-        full = RESULTS / version / "metrics_480_full.json"
+        full = folder / "metrics_480_full.json"
         if full.is_file():
             sets.update(json.loads(full.read_text()))
         scored = [sets[s]["scenes"] for s in SETS]
@@ -53,7 +55,7 @@ def summaries(version: str) -> dict:
         raise UserError(f"{path} cannot be read or lacks a set's scores ({err!r}); restore it from git "
                         f"(git checkout -- {path}).") from None
     if any(n != 500 for n in scored):
-        raise UserError(f"a set in docs/results/{version} was not scored on all 500 scenes; score it on the whole "
+        raise UserError(f"a set in {folder} was not scored on all 500 scenes; score it on the whole "
                         "held-out set (ig_llm predict + evaluate) before fitting.")
     return sets
 
