@@ -12,7 +12,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import SettingError, UserError
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default"
 RUNTIMES = ("auto", "numpy", "torch")
@@ -22,8 +22,10 @@ class ModelNotFoundError(UserError, FileNotFoundError):
     """No checkpoint where one was expected."""
 
 
-class DeviceError(UserError, RuntimeError):
-    """A device (or runtime) that this installation cannot use."""
+class DeviceError(SettingError, RuntimeError):
+    """A device (or runtime) that this installation cannot use. Its fix is a setting, worded
+    for the command line (``str()``: ``--device`` / ``--runtime``) or for Blender
+    (``for_blender()``: the add-on preference): ``..errors.SettingError``."""
 
 
 def has_torch() -> bool:
@@ -37,8 +39,8 @@ def resolve_device(device: str = "auto") -> str:
     """auto: CUDA, then Apple MPS, then the CPU. Without torch only the CPU exists."""
     if not has_torch():
         if device not in ("auto", "cpu"):
-            raise DeviceError(f"Device {device!r} needs the torch runtime, which is not installed; "
-                              "use --device cpu or auto, or install the torch runtime.")
+            raise DeviceError(f"Device {device!r} needs the torch runtime, which is not installed", "device",
+                              ("cpu", "auto"), install=True)
         return "cpu"
     import torch
 
@@ -48,9 +50,9 @@ def resolve_device(device: str = "auto") -> str:
         mps = getattr(torch.backends, "mps", None)
         return "mps" if mps is not None and mps.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DeviceError(f"Device {device!r} was asked for but no CUDA GPU is available; use --device cpu or auto.")
+        raise DeviceError(f"Device {device!r} was asked for but no CUDA GPU is available", "device", ("cpu", "auto"))
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise DeviceError("Device 'mps' was asked for but no Apple GPU is available; use --device cpu or auto.")
+        raise DeviceError("Device 'mps' was asked for but no Apple GPU is available", "device", ("cpu", "auto"))
     return device
 
 
@@ -76,7 +78,7 @@ class Predictor:
         from .confidence import load_domain_check
 
         if runtime not in RUNTIMES:
-            raise DeviceError(f"Runtime {runtime!r} is not one of {', '.join(RUNTIMES)}; use --runtime auto.")
+            raise DeviceError(f"Runtime {runtime!r} is not one of {', '.join(RUNTIMES)}", "runtime", ("auto",))
         if model_dir is None:
             model_dir = DEFAULT_MODEL_DIR
             if not (Path(model_dir) / "config.json").is_file():
@@ -90,8 +92,7 @@ class Predictor:
         if runtime == "auto":
             runtime = "numpy" if (numpy_ok and self.device == "cpu") or not has_torch() else "torch"
         if runtime == "torch" and not has_torch():
-            raise DeviceError("The torch runtime is not installed; use --runtime numpy (or auto), or install "
-                              "the torch runtime.")
+            raise DeviceError("The torch runtime is not installed", "runtime", ("numpy", "auto"), install=True)
         self.runtime = runtime
         if runtime == "numpy":
             from .numpy_runtime import load_numpy_model
@@ -124,33 +125,51 @@ class Predictor:
 
     def predict_full(self, images) -> list[Prediction]:
         """As :meth:`predict`, with each image's confidence and in-domain flag."""
-        if self.runtime == "numpy":
-            return [self._predict_numpy(im) for im in images]
-        import torch
-
-        from .batching import preprocess_image
-        from .decoding import generate
-
         results = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]
-            pixels = torch.stack([preprocess_image(im, self.config.image_dims) for im in chunk])
-            judged = [(None, True)] * len(chunk)
-            if self.domain_check is not None:
-                with torch.inference_mode():
-                    vdtype = next(self.model.vision.parameters()).dtype
-                    tokens = self.model.vision(pixels.to(self.model.device, vdtype)).float().cpu().numpy()
-                judged = [self._judge(t) for t in tokens]
-            for (text, scene), (conf, ok) in zip(generate(self.model, pixels, constrained=self.constrained), judged):
-                results.append(Prediction(scene, text, conf, ok, self.config.domain))
+            results += self.predict_inputs([self.model_input(im) for im in chunk])
         return results
 
-    def _predict_numpy(self, image) -> Prediction:
-        from . import numpy_runtime, pixels
+    def model_input(self, image):
+        """One image (path, PIL image, pixel array or ``pixels.Reduced``) -> what the tower
+        takes: a float32 [3, height, width] array (NumPy runtime) or tensor (torch). The
+        torch runtime's loader (``..images.load_image``) where Pillow is; arrays without it."""
+        from . import pixels
 
-        # the torch runtime's loader (..images.load_image) where Pillow is; arrays without it
-        rgb = pixels.rgb_pixels(image)
-        x = pixels.model_input(rgb, self.config.image_dims)
+        dims = self.config.image_dims
+        if self.runtime == "numpy" or isinstance(image, pixels.Reduced):
+            rgb = image if isinstance(image, pixels.Reduced) else pixels.rgb_pixels(image)
+            x = pixels.model_input(rgb, dims)
+            if self.runtime == "numpy":
+                return x
+            import torch
+            return torch.from_numpy(x)
+        from .batching import preprocess_image
+        return preprocess_image(image, dims)
+
+    def predict_inputs(self, inputs) -> list[Prediction]:
+        """[:meth:`model_input` result, ...] -> [Prediction, ...] in input order (one batch)."""
+        if self.runtime == "numpy":
+            return [self._predict_numpy(x) for x in inputs]
+        import torch
+
+        from .decoding import generate
+
+        pixel_values = torch.stack([torch.as_tensor(x) for x in inputs])
+        judged = [(None, True)] * len(inputs)
+        if self.domain_check is not None:
+            with torch.inference_mode():
+                vdtype = next(self.model.vision.parameters()).dtype
+                tokens = self.model.vision(pixel_values.to(self.model.device, vdtype)).float().cpu().numpy()
+            judged = [self._judge(t) for t in tokens]
+        return [Prediction(scene, text, conf, ok, self.config.domain)
+                for (text, scene), (conf, ok) in zip(generate(self.model, pixel_values, constrained=self.constrained),
+                                                     judged)]
+
+    def _predict_numpy(self, x) -> Prediction:
+        from . import numpy_runtime
+
         tokens = self.model.tower_tokens(x)
         conf, ok = self._judge(tokens)
         text, scene = numpy_runtime.generate(self.model, x, constrained=self.constrained, tokens=tokens)

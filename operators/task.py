@@ -4,7 +4,8 @@ The model runs with what Blender already has (NumPy, and the safetensors wheel b
 in the extension zip: ``model/numpy_runtime.py``); torch is used when installed and
 faster (a GPU). Images are decoded with Pillow here when it is installed; otherwise the
 operator reads them with Blender's own image loader on the main thread and hands the
-pixels over.
+pixels over — a big picture read at a reduced size by Blender's ``Image.scale``
+(``..model.pixels.Reduced``), so a 12 MP photo never becomes a full-size float array.
 
 The checks a user's input can fail (runtime missing, model folder missing or corrupt,
 image missing/unreadable/empty/enormous) raise a :class:`..errors.UserError` (TaskError,
@@ -21,7 +22,7 @@ import os
 import threading
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import SettingError, UserError
 # the one loader's limits and file types (importing ..images loads numpy, not PIL)
 from ..images import IMAGE_SUFFIXES as IMAGE_EXTENSIONS, MAX_PIXELS, MAX_SIDE  # noqa: F401
 from .deps import BUNDLED_MODULES, bundled_hint
@@ -102,9 +103,12 @@ def load_image(source, name: str = "image"):
     """A path (needs Pillow) or an (H, W[, 1|3|4]) float/uint8 array (top row first, e.g.
     Blender's pixels) -> (H, W, 3) uint8, by the one loader every door uses (``..images``
     where Pillow is, ``..model.pixels.to_rgb8`` where it is not: its limits and
-    sentences); unusable images raise its ImageError (a UserError)."""
-    from ..model.pixels import rgb_pixels
+    sentences); unusable images raise its ImageError (a UserError). A big picture Blender
+    already read at a reduced size (``..model.pixels.Reduced``) is passed on as it is."""
+    from ..model.pixels import Reduced, rgb_pixels
 
+    if isinstance(source, Reduced):
+        return source
     if isinstance(source, (str, os.PathLike)):
         p = check_image_file(source)
         if not has_pillow():
@@ -145,20 +149,69 @@ def get_predictor(model_dir: Path, device: str = "auto", threads: int = 0, runti
 
 def infer(progress, image, *, model_dir=None, device: str = "auto", threads: int = 0,
           image_name: str = "image", runtime: str = "auto"):
-    """Worker: image (path or pixel array) -> :class:`..model.inference.Prediction`
-    (scene, program, confidence, in_domain).
+    """Worker: image (path, pixel array or ``..model.pixels.Reduced``) ->
+    :class:`..model.inference.Prediction` (scene, program, confidence, in_domain).
 
-    `progress` is a :class:`..jobs.Progress`; each call may raise ``Cancelled``.
+    `progress` is a :class:`..jobs.Progress`; each call may raise ``Cancelled``. Each step
+    says what it does: reading, loading the model, resizing the picture for the model,
+    writing the program; the last words ("Building the scene") show while the operator
+    builds on the main thread. Errors whose fix is a setting name the add-on preference,
+    not a command-line flag (``..errors.SettingError.for_blender``).
     """
     progress(0.02, "Checking the model")
     check_runtime()
     folder = check_model_dir(model_dir)
-    progress(0.05, "Reading the image")
+    progress(0.05, _reading_text(image))
     rgb = load_image(image, image_name)
-    progress(0.10, "Loading the model")
-    predictor = get_predictor(folder, device, threads, runtime)
+    progress(0.15, "Loading the model")
+    try:
+        predictor = get_predictor(folder, device, threads, runtime)
+    except SettingError as err:
+        raise err.for_blender() from None
+    progress(0.30, _resizing_text(rgb, predictor.config.image_dims))
+    x = predictor.model_input(rgb)
     progress(0.40, "Writing the scene program")
     # one call; a cancel during it is honoured right after (Job drops the result)
-    prediction = predictor.predict_full([rgb])[0]
+    prediction = predictor.predict_inputs([x])[0]
     progress(0.95, "Building the scene")
     return prediction
+
+
+def _size(image) -> tuple[int, int] | None:
+    """(width, height) of a Reduced picture's original, a pixel array or a PIL image."""
+    from ..model.pixels import Reduced
+
+    if isinstance(image, Reduced):
+        return tuple(image.size)
+    shape = getattr(image, "shape", None)
+    if shape is not None and len(shape) >= 2:
+        return (int(shape[1]), int(shape[0]))
+    size = getattr(image, "size", None)
+    return tuple(size) if isinstance(size, tuple) and len(size) == 2 else None
+
+
+def _reading_text(image) -> str:
+    from ..model.pixels import Reduced
+
+    if isinstance(image, (str, os.PathLike)):
+        return f"Reading the image file {Path(image).name}"
+    if isinstance(image, Reduced):
+        w, h = image.size
+        rw, rh = image.reduced_size
+        return f"Reading the image ({w}×{h}, read by Blender at {rw}×{rh})"
+    size = _size(image)
+    return f"Reading the {size[0]}×{size[1]} image" if size else "Reading the image"
+
+
+def _resizing_text(rgb, dims) -> str:
+    """What resizing the picture to the tower's input does: box-reducing a big one first."""
+    from ..model.pixels import Reduced, has_pillow, reduction_factor
+
+    w, h = _size(rgb) or (0, 0)
+    tw, th = dims
+    if isinstance(rgb, Reduced):
+        rw, rh = rgb.reduced_size
+        return f"Reducing the image for the model ({rw}×{rh} → {tw}×{th})"
+    if not has_pillow() and w and reduction_factor(w, h, dims) > 1:
+        return f"Reducing the image for the model ({w}×{h} → {tw}×{th})"
+    return f"Resizing the image for the model ({w}×{h} → {tw}×{th})"
