@@ -32,6 +32,10 @@ class Domain:
     limits: dict = field(default_factory=dict)
     kind: str = "clevr"
     task: dict = field(default_factory=dict)    # settings of the dot2d / pose kinds
+    # the asset kit this vocabulary came from (scene/kits.py): its meshes, materials, scene
+    # rules and stage; None for the JSON domains (CLEVR's look). Not part of equality: the
+    # built-in kit `clevr` is the same vocabulary as domains/clevr.json.
+    kit: object = field(default=None, compare=False, repr=False)
 
     # -- vocabulary -------------------------------------------------------------------
     def values(self, attribute: str) -> tuple[str, ...]:
@@ -100,7 +104,20 @@ class Domain:
 
     @property
     def default_condition(self) -> str:
-        return self.task.get("default_condition", "A" if "A" in self.conditions else next(iter(self.conditions)))
+        """The condition training renders use: the task's, CoGenT's A, a kit's "train" (its
+        held-out pairs kept out), else the first."""
+        if "default_condition" in self.task:
+            return self.task["default_condition"]
+        return next((c for c in ("A", "train") if c in self.conditions), next(iter(self.conditions)))
+
+    @property
+    def ref(self) -> str:
+        """The string load_domain() takes to load this domain again: the name, or a kit's
+        folder when it is not found by its name."""
+        if self.kit is None:
+            return self.name
+        from .kits import find_kit
+        return self.name if find_kit(self.name) == self.kit.path else str(self.kit.folder)
 
     @property
     def rotation(self) -> str:
@@ -116,12 +133,49 @@ class Domain:
         return float(self.limits.get("max_abs_coordinate", 20.0))
 
 
-@lru_cache(maxsize=None)
 def load_domain(name_or_path: str = "clevr") -> Domain:
-    """Load a domain by name (a file in scene/domains/) or by path to a JSON file.
+    """Load a domain by name (a file in scene/domains/ or an asset kit, scene/kits.py), by
+    path to a JSON file, or by path to a kit (its folder or kit.toml).
 
     ``NAME:REPR`` (e.g. ``so3:6d``) loads a pose domain with that rotation representation;
-    the domain's name keeps the suffix, so checkpoints and manifests record it."""
+    the domain's name keeps the suffix, so checkpoints and manifests record it. A missing
+    domain or kit raises FileNotFoundError (a malformed kit: KitError), each one sentence."""
+    ref = str(name_or_path)
+    path = Path(ref)
+    if path.suffix == ".json" or (not path.suffix and ":" not in ref and (DOMAINS_DIR / f"{ref}.json").is_file()) \
+            or ":" in ref and "/" not in ref and "\\" not in ref:
+        return _load_json_domain(ref)
+    from .kits import KitNotFound, find_kit, load_kit
+    if find_kit(ref) is None:
+        known = ", ".join(sorted(p.stem for p in DOMAINS_DIR.glob("*.json")))
+        from .kits import known_kits
+        raise KitNotFound(f"Domain {ref} does not exist: it is neither a domain file in {DOMAINS_DIR} nor a kit "
+                          f"(a folder with kit.toml, or a kit's name); known domains: {known}; known kits: "
+                          f"{', '.join(known_kits()) or 'none'}.")
+    return kit_domain(load_kit(ref))
+
+
+_KIT_DOMAINS: dict = {}
+
+
+def kit_domain(kit) -> Domain:
+    """The Domain of a parsed kit (scene/kits.py): its words, scene limits and colour rules,
+    with the kit itself on ``domain.kit``; one object per kit."""
+    from .kits import MAX_ABS_ROTATION
+    domain = _KIT_DOMAINS.get(kit)
+    if domain is None:
+        t, rules = kit.tables, kit.rules
+        domain = Domain(name=kit.name, shapes=t["shapes"], sizes=t["sizes"], materials=t["materials"],
+                        colors=t["colors"], conditions=t["conditions"],
+                        limits={"max_objects": rules.max_objects, "max_abs_coordinate": rules.max_abs_coordinate,
+                                "max_abs_rotation": MAX_ABS_ROTATION},
+                        kind="clevr", kit=kit)
+        _KIT_DOMAINS[kit] = domain
+    return domain
+
+
+@lru_cache(maxsize=None)
+def _load_json_domain(name_or_path: str) -> Domain:
     base, sep, representation = str(name_or_path).partition(":")
     if sep:
         from .rotations import REPRESENTATIONS
