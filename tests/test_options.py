@@ -51,11 +51,14 @@ def test_a_checkpoint_holds_its_run_options(tmp_path):
     from ig_llm.cli import main as cli_main
     from ig_llm.training.data.synthetic import make_synthetic_dataset
     data = make_synthetic_dataset(tmp_path / "data", 6, seed=3, width=96, height=64)
-    argv = ["--data", str(data), "--out", str(tmp_path / "run"), "--steps", "2", "--batch-size", "2",
+    # no --out: the run goes to the data home's runs/<data folder>-stage<stage>
+    argv = ["--data", str(data), "--home", str(tmp_path / "home"), "--steps", "2", "--batch-size", "2",
             "--save-every", "1", "--threads", "1", "--quiet", "--workers", "0",
             "--set", "image_size=96", "--set", "image_height=64", "--set", "conv_channels=[8,8,16,16,16]",
             "--set", "lm_hidden=64", "--set", "lm_layers=2", "--set", "lm_intermediate=128"]
     assert cli_main(["train", *argv]) == 0
-    meta = json.loads(sorted((tmp_path / "run" / "checkpoints").glob("step_*"))[-1].joinpath("meta.json").read_text())
+    run = tmp_path / "home" / "runs" / "data-stage2"
+    meta = json.loads(sorted((run / "checkpoints").glob("step_*"))[-1].joinpath("meta.json").read_text())
     saved = opts.RunOptions.from_dict(meta["options"])
-    assert saved == opts.RunOptions.from_args(_parse(argv))
+    assert saved == opts.RunOptions.from_args(_parse([*argv, "--out", str(run)]))
+    assert (run / "model" / "config.json").is_file()

@@ -12,6 +12,7 @@ representations (tasks.py); ``numbers`` — CLEVR data efficiency, numeric head 
 """
 from __future__ import annotations
 
+from ...home import add_home_argument, run_dir
 from . import cogent, numbers, tasks
 
 EXPERIMENTS = ("cogent", "2d", "so3", "numbers")
@@ -20,7 +21,8 @@ EXPERIMENTS = ("cogent", "2d", "so3", "numbers")
 def add_arguments(parser) -> None:
     parser.add_argument("name", choices=EXPERIMENTS, help="which experiment")
     parser.add_argument("--out", help="work folder (runs, predictions; 2d/so3 also data/) "
-                                      "(default runs/experiments/NAME)")
+                                      "(default: the data home's runs/experiments/NAME)")
+    add_home_argument(parser)
     parser.add_argument("--results", help="folder for the table (markdown + JSON) (default docs/results/NAME)")
     parser.add_argument("--steps", type=int, help="training steps (numbers: each run's, default 1500; cogent: the baselines', default train-default's "
                                                    "stage 1; 2d/so3: each variant's stage 2)")
@@ -36,7 +38,7 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    args.out = args.out or f"runs/experiments/{args.name}"
+    args.out = args.out or str(run_dir(f"experiments/{args.name}", args.home))
     args.results = args.results or f"docs/results/{args.name}"
     if args.name == "numbers":
         return numbers.main(args)

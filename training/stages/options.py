@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from ...home import ENV as HOME_ENV
+
 WHITEN_IMAGES = 1000  # --whiten-features: training images whose tower tokens give the statistics
 GROUPS = ("data and output", "model", "optimisation (stage 2)", "stage 1 (visual tower)", "run control")
 MODEL, STAGE1, STAGE2 = "model", "stage1", "stage2"      # the scopes
@@ -36,7 +38,8 @@ class RunOptions:
     # data and output
     data: tuple = option((), "dataset folders (ig_llm generate) and/or packed .npz files", D, (STAGE1, STAGE2),
                          nargs="+", required=True, metavar="DIR_OR_PACK")
-    out: str | None = option(None, "run folder (log, checkpoints, model/)", D, required=True, metavar="RUN_DIR")
+    out: str | None = option(None, "run folder (log, checkpoints, model/); default: the data home's "
+                                   "runs/<first --data folder's name>-stage<--stage>", D, metavar="RUN_DIR")
     limit: int | None = option(None, "train on the first N images of --data only (learning curves)", D,
                                (STAGE1, STAGE2), metavar="N")
     stage: str = option("2", "1: pre-train the visual tower; 2: train the program model; both: 1 then 2 "
@@ -109,6 +112,8 @@ class RunOptions:
                                              "later)", R)
     threads: int | None = option(None, "torch CPU threads per process", R)
     quiet: bool = option(False, "no progress bar", R)
+    home: str | None = option(None, f"the data home, for the default --out (default: ${HOME_ENV}, else the user "
+                                    "cache folder + ig_llm)", R)
     extra: dict = field(default_factory=dict, compare=False)   # room for later options
 
     @classmethod

@@ -48,6 +48,9 @@ add_arguments = options_arguments
 
 
 def main(args) -> int:
+    if args.out is None:     # the data home: runs outlive the checkout they were started from
+        from ...home import run_dir
+        args.out = str(run_dir(f"{Path(args.data[0]).stem}-stage{args.stage}", args.home))
     _validate(args)
     out, existed = Path(args.out), Path(args.out).exists()
     try:
