@@ -86,7 +86,7 @@ def missing_modules(modules) -> list[str]:
 
     missing = []
     for module in modules:
-        if module in sys.modules:     # already imported (e.g. bpy inside Blender): no spec lookup
+        if sys.modules.get(module) is not None:   # already imported (e.g. bpy inside Blender): no lookup
             continue
         try:
             found = importlib.util.find_spec(module) is not None

@@ -17,7 +17,6 @@ loading the checkpoint).
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import threading
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 from ..errors import SettingError, UserError
 # the one loader's limits and file types (importing ..images loads numpy, not PIL)
 from ..images import IMAGE_SUFFIXES as IMAGE_EXTENSIONS, MAX_PIXELS, MAX_SIDE  # noqa: F401
-from .deps import BUNDLED_MODULES, bundled_hint
+from .deps import BUNDLED_MODULES, bundled_hint, missing_modules
 
 # The shipped default model, inside the extension (model/default/).
 SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "model" / "default"
@@ -38,19 +37,6 @@ class TaskError(UserError):
 # ---------------------------------------------------------------------------------------
 # main-thread checks (cheap; nothing is imported or decoded)
 # ---------------------------------------------------------------------------------------
-def missing_modules(modules) -> list[str]:
-    """Import names of `modules` that this Python cannot find."""
-    missing = []
-    for module in modules:
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            missing.append(module)
-    return missing
-
-
 def check_runtime() -> None:
     """What the NumPy runtime needs: NumPy (Blender's) and safetensors (the zip's wheel)."""
     missing = missing_modules(BUNDLED_MODULES)
