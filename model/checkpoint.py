@@ -149,10 +149,44 @@ def read_config(ckpt: Path) -> tuple[IGLLMConfig, str]:
             raise ValueError(f"format is {data.get('format')!r}, expected {FORMAT!r}")
         config = IGLLMConfig.from_dict(data["config"])
         check_config(config)
-        return config, data["tokenizer"]
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise CheckpointError(f"Checkpoint file {path} is not a valid IG-LLM config ({err}); "
                               "re-save the checkpoint or restore the file.") from None
+    check_kit(config, ckpt)
+    return config, data["tokenizer"]
+
+
+def check_kit(config: IGLLMConfig, ckpt: Path) -> None:
+    """A model trained on an asset kit needs that kit (its words, meshes and materials):
+    found where the config names it, or by its name in the kit folders (scene/kits.py),
+    with the words the model knows. Points ``config.domain`` at the kit found; refuses in
+    one CheckpointError sentence otherwise. A kit whose assets changed but whose words did
+    not is accepted (the model reads pictures, not the .blend)."""
+    rec = config.kit
+    if not rec:
+        return
+    from ..scene.kits import KitError, find_kit, kit_dirs, load_kit
+    name = rec.get("name", config.domain)
+    path = find_kit(config.domain) or find_kit(name)
+    if path is None:
+        where = ", ".join(str(d) for d in kit_dirs())
+        raise CheckpointError(f"Model {ckpt} was trained on the asset kit {name!r} (sha256 "
+                              f"{str(rec.get('sha256', ''))[:12]}), which is not on this machine: no kit at "
+                              f"{config.domain} and none named {name} in {where}; copy that kit's folder (kit.toml "
+                              "and its .blend) into one of those folders, then load the model again.")
+    try:
+        kit = load_kit(path)
+    except KitError as err:
+        raise CheckpointError(f"Model {ckpt} needs the asset kit at {path.parent}, which cannot be used: "
+                              f"{str(err).rstrip('.')}.") from None
+    known = rec.get("vocabulary") or {}
+    if known and kit.vocabulary != known:
+        diff = sorted({w for words in known.values() for w in words} ^
+                      {w for words in kit.vocabulary.values() for w in words})
+        raise CheckpointError(f"Model {ckpt} was trained on the asset kit {name!r} with other words than the kit at "
+                              f"{path.parent} has now ({'differing: ' + ', '.join(diff[:8]) if diff else 'the same words in another order'}); restore the kit the model "
+                              "was trained on, or train the model again on this one.")
+    config.domain = name if find_kit(name) == path else str(path.parent)
 
 
 def read_checkpoint_files(ckpt_dir, load_file, finite, check_kind=None):

@@ -59,7 +59,10 @@ class IGLLMConfig:
     num_scales: dict = field(default_factory=lambda: {
         "loc0": 3.0, "loc1": 3.0, "loc2": 1.0, "rotation": math.pi / 4})
     # -- domain -----------------------------------------------------------------------------
-    domain: str = "clevr"
+    domain: str = "clevr"                 # a domain name, or an asset kit's name or folder (scene/kits.py)
+    # an asset kit's record: {"name", "sha256", "vocabulary": {attribute: words}} (training
+    # fills it in; None for the JSON domains). Loading checks the kit is there with these words.
+    kit: dict | None = None
     max_objects: int = 10
     train_synonyms: bool = False          # collate(rng=...) then picks random synonyms
 

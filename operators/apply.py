@@ -72,10 +72,8 @@ def tag_new_datablocks(before: set[int]) -> None:
 
 def _drop_template_meshes() -> None:
     """The builder copies cached shape meshes; the unused templates would be orphans."""
-    for shape in ("cube", "sphere", "cylinder"):
-        mesh = bpy.data.meshes.get(assets.MESH_PREFIX + shape)
-        if mesh is not None and mesh.users == 0:
-            bpy.data.meshes.remove(mesh)
+    for mesh in [m for m in bpy.data.meshes if m.get(assets.CACHED) and m.users == 0]:
+        bpy.data.meshes.remove(mesh)
 
 
 # ---------------------------------------------------------------------------------------

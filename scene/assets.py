@@ -1,9 +1,18 @@
-"""Procedural CLEVR-looking assets: the three shape meshes and the two node materials.
+"""Procedural CLEVR-looking assets: the three shape meshes and the two node materials,
+plus what asset kits (scene/kits.py) bring: Blender's primitives, a third built-in
+material (plastic), and the objects, collections and materials of a kit's .blend.
 
 CLEVR ships its shapes and materials as .blend files; here they are rebuilt from numbers
 (see reference/clevr.md) so the extension needs no binary assets. Every asset is created
 once per .blend and found again by name afterwards, so building many scenes (the dataset
-renderer does one per image) costs nothing extra.
+renderer does one per image) costs nothing extra. Cached meshes carry
+``mesh["ig_llm_cached"]``; the builder copies them (or links them, for throw-away renders).
+
+Every shape mesh fits in [-1, 1]^3 with its lowest point at z = -1 and its vertical axis
+through the origin, so an object of scale s placed at z = s stands on the floor. A kit's
+.blend object (or collection, its meshes joined) is appended, its modifiers applied, and
+moved and scaled to that box; its own materials are dropped (the kit's colour and
+material words dress it), and the appended datablocks nothing uses are removed again.
 
 Meshes are built with bmesh only: no operator that needs a window or a context, so this
 works in the `bpy` module in background mode.
@@ -19,6 +28,7 @@ from mathutils import Vector
 from .domain import Domain, load_domain
 
 MESH_PREFIX = "IG-LLM "          # mesh "IG-LLM cube", material "IG-LLM red metal"
+CACHED = "ig_llm_cached"         # on every cached (template) mesh
 CUBE_FLAT = 0.77                 # flat faces reach ±0.77; edges rounded by 0.23
 CYLINDER_FLAT = 0.92             # flat cap reaches radius 0.92; rims rounded by 0.08
 ARC_SEGMENTS = 4                 # segments per rounded edge (quarter circle)
@@ -29,16 +39,48 @@ SPHERE_SEGMENTS = (48, 24)       # UV sphere (u, v)
 # ---------------------------------------------------------------------------------------
 # meshes
 # ---------------------------------------------------------------------------------------
-def shape_mesh(shape: str) -> bpy.types.Mesh:
-    """The cached mesh of `shape` ('cube', 'sphere', 'cylinder'), spanning [-1, 1]^3."""
-    name = MESH_PREFIX + shape
+CLEVR_SHAPES = {"cube": "rounded_cube", "sphere": "uv_sphere", "cylinder": "bevelled_cylinder"}
+# primitive -> cached mesh name (CLEVR's three keep their names from before kits)
+PRIMITIVE_MESHES = {"rounded_cube": "cube", "uv_sphere": "sphere", "sphere": "sphere",
+                    "bevelled_cylinder": "cylinder", "cube": "box", "cylinder": "plain cylinder", "cone": "cone",
+                    "torus": "torus", "suzanne": "suzanne", "icosphere": "icosphere"}
+SMOOTH_ANGLE = math.radians(40)  # Blender's primitives: edges sharper than this stay sharp
+TORUS_RADII = (0.65, 0.35)       # major, minor (outer radius 1)
+
+
+def shape_mesh(shape: str, domain: Domain | None = None) -> bpy.types.Mesh:
+    """The cached mesh of the shape word `shape`: CLEVR's ('cube', 'sphere', 'cylinder'),
+    or what the domain's kit says (a primitive, or an object / collection of its .blend)."""
+    kit = getattr(domain, "kit", None)
+    if kit is None:
+        if shape not in CLEVR_SHAPES:
+            raise KeyError(f"no mesh for shape {shape!r}; known: {', '.join(CLEVR_SHAPES)}")
+        return primitive_mesh(CLEVR_SHAPES[shape])
+    asset = kit.shapes.get(shape)
+    if asset is None:
+        raise KeyError(f"no mesh for shape {shape!r} in kit {kit.name}; known: {', '.join(kit.shapes)}")
+    return primitive_mesh(asset.primitive) if asset.primitive else blend_mesh(kit, asset)
+
+
+def own_copy(mesh: bpy.types.Mesh) -> bpy.types.Mesh:
+    """A copy of a cached mesh that is an object's own (not marked as a template)."""
+    copy = mesh.copy()
+    if CACHED in copy:
+        del copy[CACHED]
+    return copy
+
+
+def primitive_mesh(primitive: str) -> bpy.types.Mesh:
+    """The cached mesh of one built-in primitive (scene/kits.py PRIMITIVES)."""
+    if primitive not in PRIMITIVE_MESHES:
+        raise KeyError(f"no built-in primitive {primitive!r}; known: {', '.join(PRIMITIVE_MESHES)}")
+    name = MESH_PREFIX + PRIMITIVE_MESHES[primitive]
     mesh = bpy.data.meshes.get(name)
     if mesh is not None:
         return mesh
-    builders = {"cube": _rounded_cube, "cylinder": _bevelled_cylinder, "sphere": _uv_sphere}
-    if shape not in builders:
-        raise KeyError(f"no mesh for shape {shape!r}; known: {', '.join(builders)}")
-    verts, faces, normals = builders[shape]()
+    if primitive not in _CLEVR_BUILDERS:
+        return _blender_primitive(primitive, name)
+    verts, faces, normals = _CLEVR_BUILDERS[primitive]()
     mesh = bpy.data.meshes.new(name)
     bm = bmesh.new()
     bm_verts = [bm.verts.new(v) for v in verts]
@@ -52,7 +94,151 @@ def shape_mesh(shape: str) -> bpy.types.Mesh:
     # and the caps of the cylinder would shade with a gradient towards their rounded rims.
     mesh.normals_split_custom_set_from_vertices([tuple(n) for n in normals])
     mesh.use_fake_user = False
+    mesh[CACHED] = True
     return mesh
+
+
+def _blender_primitive(primitive: str, name: str) -> bpy.types.Mesh:
+    """One of Blender's own primitives, made with bmesh.ops (no operator, no context),
+    fitted to the shape box; smooth, with edges sharper than SMOOTH_ANGLE kept sharp."""
+    bm = bmesh.new()
+    if primitive == "cube":
+        bmesh.ops.create_cube(bm, size=2.0)
+    elif primitive in ("cylinder", "cone"):
+        bmesh.ops.create_cone(bm, cap_ends=True, cap_tris=False, segments=CYLINDER_SEGMENTS, radius1=1.0,
+                              radius2=1.0 if primitive == "cylinder" else 0.0, depth=2.0)
+    elif primitive == "torus":
+        _torus(bm, *TORUS_RADII)
+    elif primitive == "suzanne":
+        bmesh.ops.create_monkey(bm)
+    elif primitive == "icosphere":      # turned to stand on a face (three-fold about Z), not on a tip
+        bmesh.ops.create_icosphere(bm, subdivisions=1, radius=1.0)
+        bm.normal_update()
+        down = min(bm.faces, key=lambda f: f.normal.z).normal
+        bmesh.ops.rotate(bm, verts=bm.verts[:], cent=(0.0, 0.0, 0.0),
+                         matrix=down.rotation_difference(Vector((0.0, 0.0, -1.0))).to_matrix())
+    for f in bm.faces:
+        f.smooth = True
+    fit_to_shape_box(bm)
+    mesh = bpy.data.meshes.new(name)
+    bm.to_mesh(mesh)
+    bm.free()
+    mesh.set_sharp_from_angle(angle=SMOOTH_ANGLE)
+    mesh[CACHED] = True
+    return mesh
+
+
+def _torus(bm, major: float, minor: float, segments: int = CYLINDER_SEGMENTS, rings: int = 16) -> None:
+    """A torus about Z (Blender's Add > Torus, made with bmesh)."""
+    grid = []
+    for i in range(segments):
+        u = 2 * math.pi * i / segments
+        row = []
+        for j in range(rings):
+            v = 2 * math.pi * j / rings
+            rad = major + minor * math.cos(v)
+            row.append(bm.verts.new((rad * math.cos(u), rad * math.sin(u), minor * math.sin(v))))
+        grid.append(row)
+    for i in range(segments):
+        for j in range(rings):
+            a, b = grid[i][j], grid[(i + 1) % segments][j]
+            c, d = grid[(i + 1) % segments][(j + 1) % rings], grid[i][(j + 1) % rings]
+            bm.faces.new((a, b, c, d))
+    bmesh.ops.recalc_face_normals(bm, faces=bm.faces[:])
+
+
+def fit_to_shape_box(bm) -> None:
+    """Move and scale a bmesh so it fits [-1, 1]^3: centred in x and y, its largest
+    half-extent 1, its lowest point at z = -1 (an object of scale s at z = s stands on
+    the floor)."""
+    if not bm.verts:
+        return
+    lo = [min(v.co[k] for v in bm.verts) for k in range(3)]
+    hi = [max(v.co[k] for v in bm.verts) for k in range(3)]
+    half = max((h - l) / 2 for l, h in zip(lo, hi)) or 1.0
+    centre = Vector(((lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]))
+    for v in bm.verts:
+        v.co = (v.co - centre) / half + Vector((0.0, 0.0, -1.0))
+
+
+def blend_mesh(kit, asset) -> bpy.types.Mesh:
+    """The cached mesh of a kit shape that is an object or a collection of the kit's .blend:
+    appended, modifiers applied, joined (a collection), fitted to the shape box; what was
+    appended and is not needed afterwards is removed again. KitError when the .blend lacks it."""
+    from .kits import KitError
+    name = f"{MESH_PREFIX}{kit.name} {asset.word}"
+    mesh = bpy.data.meshes.get(name)
+    if mesh is not None and mesh.get("ig_llm_kit") == kit.sha256:
+        return mesh
+    before = _datablocks()
+    with bpy.data.libraries.load(str(kit.blend), link=False) as (src, dst):
+        if asset.object:
+            dst.objects = [asset.object] if asset.object in src.objects else []
+        else:
+            dst.collections = [asset.collection] if asset.collection in src.collections else []
+    try:
+        if asset.object:
+            objs = [o for o in dst.objects if o is not None]
+        else:
+            objs = [o for c in dst.collections if c is not None for o in c.all_objects]
+        objs = [o for o in objs if o.type in ("MESH", "CURVE", "SURFACE", "META", "FONT")]
+        if not objs:
+            raise KitError(f"{kit.path}: shape {asset.word} names {asset.source}, which {kit.blend.name} does not "
+                           "have as a mesh; fix the name in kit.toml or add it to the .blend.")
+        bm = bmesh.new()
+        holder = bpy.data.collections.new("IG-LLM kit import")
+        scene = bpy.context.scene
+        scene.collection.children.link(holder)
+        try:
+            for o in objs:
+                if o.name not in holder.objects:
+                    holder.objects.link(o)
+            depsgraph = bpy.context.evaluated_depsgraph_get()
+            depsgraph.update()
+            for o in objs:
+                evaluated = o.evaluated_get(depsgraph)
+                part = bpy.data.meshes.new_from_object(evaluated, preserve_all_data_layers=False, depsgraph=depsgraph)
+                part.transform(o.matrix_world)
+                bm.from_mesh(part)
+                bpy.data.meshes.remove(part)
+        finally:
+            scene.collection.children.unlink(holder)
+            bpy.data.collections.remove(holder)
+        for f in bm.faces:
+            f.material_index = 0
+        fit_to_shape_box(bm)
+        if mesh is not None:           # a stale cache of an earlier version of the kit
+            mesh.name = mesh.name + " (old)"
+        mesh = bpy.data.meshes.new(name)
+        bm.to_mesh(mesh)
+        bm.free()
+        mesh[CACHED] = True
+        mesh["ig_llm_kit"] = kit.sha256
+        mesh["ig_llm_source"] = asset.source
+        return mesh
+    finally:
+        _remove_new_unused(before, keep={name})
+
+
+_APPENDABLE = ("objects", "meshes", "curves", "materials", "collections", "node_groups", "images", "textures",
+               "lights", "cameras", "metaballs", "fonts")
+
+
+def _datablocks() -> set[int]:
+    return {b.as_pointer() for kind in _APPENDABLE for b in getattr(bpy.data, kind)}
+
+
+def _remove_new_unused(before: set[int], keep=()) -> None:
+    """Remove what an append brought in (objects first, then whatever is left unused)."""
+    for obj in [o for o in bpy.data.objects if o.as_pointer() not in before]:
+        bpy.data.objects.remove(obj, do_unlink=True)
+    for coll in [c for c in bpy.data.collections if c.as_pointer() not in before]:
+        bpy.data.collections.remove(coll)
+    for _ in range(3):                   # materials free node groups, which free images
+        for kind in _APPENDABLE[1:]:
+            pool = getattr(bpy.data, kind)
+            for block in [b for b in pool if b.as_pointer() not in before and b.users == 0 and b.name not in keep]:
+                pool.remove(block)
 
 
 def _rounded_cube():
@@ -156,6 +342,10 @@ def _uv_sphere():
     return verts, faces, [v.normalized() for v in verts]
 
 
+_CLEVR_BUILDERS = {"rounded_cube": _rounded_cube, "bevelled_cylinder": _bevelled_cylinder, "uv_sphere": _uv_sphere,
+                   "sphere": _uv_sphere}
+
+
 # ---------------------------------------------------------------------------------------
 # materials
 # ---------------------------------------------------------------------------------------
@@ -163,28 +353,85 @@ def material(color_name: str, material_name: str, domain: Domain | None = None) 
     """The cached node material for one (colour, material) pair, e.g. ('red', 'metal').
 
     The colour is the domain's 0-255 RGB divided by 255, fed straight into the shader's
-    Color input as CLEVR does (no sRGB conversion)."""
+    Color input as CLEVR does (no sRGB conversion). A kit's material word is a built-in
+    (rubber, metal, plastic) or a material of its .blend, tinted with the colour."""
     domain = domain or load_domain()
-    name = f"{MESH_PREFIX}{color_name} {material_name}"
+    kit = domain.kit
+    name = f"{MESH_PREFIX}{color_name} {material_name}" if kit is None else \
+        f"{MESH_PREFIX}{kit.name} {color_name} {material_name}"
     mat = bpy.data.materials.get(name)
-    if mat is not None:
+    if mat is not None and (kit is None or mat.get("ig_llm_kit") == kit.sha256):
         return mat
-    if material_name not in _MATERIAL_BUILDERS:
-        raise KeyError(f"no shader for material {material_name!r}; known: {', '.join(_MATERIAL_BUILDERS)}")
+    builtin, source = material_source(material_name, kit)
     rgba = (*domain.rgb(color_name), 1.0)
-    mat = bpy.data.materials.new(name)
-    mat.use_nodes = True
+    if source is not None:
+        mat = tinted_material(kit, source, name, rgba)
+    else:
+        mat = bpy.data.materials.new(name)
+        mat.use_nodes = True
+        nodes, links = mat.node_tree.nodes, mat.node_tree.links
+        nodes.clear()
+        out = nodes.new("ShaderNodeOutputMaterial")
+        out.location = (600, 0)
+        shader = _MATERIAL_BUILDERS[builtin](nodes, links, rgba)
+        links.new(shader, out.inputs["Surface"])
+        mat.metallic = 1.0 if builtin == "metal" else 0.0
+        mat.roughness = {"metal": 0.25, "plastic": 0.15}.get(builtin, 0.7)
     mat.diffuse_color = rgba           # what Solid view shows
-    mat.metallic = 1.0 if material_name == "metal" else 0.0
-    mat.roughness = 0.25 if material_name == "metal" else 0.7
     mat["ig_llm_color"], mat["ig_llm_material"] = color_name, material_name
-    nodes, links = mat.node_tree.nodes, mat.node_tree.links
-    nodes.clear()
-    out = nodes.new("ShaderNodeOutputMaterial")
-    out.location = (600, 0)
-    shader = _MATERIAL_BUILDERS[material_name](nodes, links, rgba)
-    links.new(shader, out.inputs["Surface"])
+    if kit is not None:
+        mat["ig_llm_kit"] = kit.sha256
     return mat
+
+
+def material_source(material_name: str, kit) -> tuple[str | None, str | None]:
+    """(built-in shader name, None) or (None, the kit .blend's material name) of a material word."""
+    if kit is None:
+        if material_name not in _MATERIAL_BUILDERS:
+            raise KeyError(f"no shader for material {material_name!r}; known: {', '.join(_MATERIAL_BUILDERS)}")
+        return material_name, None
+    asset = kit.materials.get(material_name)
+    if asset is None:
+        raise KeyError(f"no material {material_name!r} in kit {kit.name}; known: {', '.join(kit.materials)}")
+    return asset.builtin, asset.material
+
+
+def tinted_material(kit, source: str, name: str, rgba) -> bpy.types.Material:
+    """A copy of the kit .blend's material `source` named `name`, its colour set to `rgba`:
+    every unlinked Base Color of a Principled BSDF, every RGB node named or labelled
+    "Color", and every unlinked "Color" input of a node group get it."""
+    from .kits import KitError
+    original = _appended_material(kit, source)
+    if original is None:
+        raise KitError(f"{kit.path}: a material word names material {source!r}, which {kit.blend.name} does not "
+                       "have; fix the name in kit.toml or add it to the .blend.")
+    mat = original.copy()
+    mat.name = name
+    if mat.node_tree is not None:
+        for node in mat.node_tree.nodes:
+            if node.type == "BSDF_PRINCIPLED" and not node.inputs["Base Color"].is_linked:
+                node.inputs["Base Color"].default_value = rgba
+            elif node.type == "RGB" and "color" in (node.label or node.name).lower().replace("colour", "color"):
+                node.outputs[0].default_value = rgba
+            elif node.type == "GROUP" and "Color" in node.inputs and not node.inputs["Color"].is_linked:
+                node.inputs["Color"].default_value = rgba
+    return mat
+
+
+def _appended_material(kit, source: str):
+    """The kit .blend's material `source`, appended once per kit version (a template that
+    the per-colour copies share node groups and images with)."""
+    name = f"{MESH_PREFIX}{kit.name} {source} (from the kit)"
+    mat = bpy.data.materials.get(name)
+    if mat is not None and mat.get("ig_llm_kit") == kit.sha256:
+        return mat
+    with bpy.data.libraries.load(str(kit.blend), link=False) as (src, dst):
+        dst.materials = [source] if source in src.materials else []
+    got = next((m for m in dst.materials if m is not None), None)
+    if got is not None:
+        got.name = name
+        got["ig_llm_kit"] = kit.sha256
+    return got
 
 
 def _glossy(nodes, color, roughness, distribution, location):
@@ -240,7 +487,17 @@ def _metal(nodes, links, rgba):
     return mix.outputs["Shader"]
 
 
-_MATERIAL_BUILDERS = {"rubber": _rubber, "metal": _metal}
+def _plastic(nodes, links, rgba):
+    """Glossy plastic (a kit's third built-in): one Principled BSDF, dielectric, smooth."""
+    bsdf = nodes.new("ShaderNodeBsdfPrincipled")
+    bsdf.location = (200, 0)
+    for key, value in PRINCIPLED["plastic"].items():
+        bsdf.inputs[key].default_value = value
+    bsdf.inputs["Base Color"].default_value = rgba
+    return bsdf.outputs["BSDF"]
+
+
+_MATERIAL_BUILDERS = {"rubber": _rubber, "metal": _metal, "plastic": _plastic}
 
 
 # ---------------------------------------------------------------------------------------
@@ -253,6 +510,7 @@ _MATERIAL_BUILDERS = {"rubber": _rubber, "metal": _metal}
 PRINCIPLED = {   # material word -> Principled inputs
     "rubber": {"Metallic": 0.0, "Roughness": 0.6, "IOR": 1.2},
     "metal": {"Metallic": 1.0, "Roughness": 0.25, "IOR": 1.45},
+    "plastic": {"Metallic": 0.0, "Roughness": 0.15, "IOR": 1.5},
 }
 SHARED_SUFFIX = " (shared)"      # shared editable materials: "IG-LLM red metal (shared)"
 
@@ -263,20 +521,29 @@ def editable_material(name: str, color_name: str, material_name: str, domain: Do
     (colour, material) pair. `reuse`: an existing material of that name made by this
     function for the same pair is returned instead (shared materials); a user's material
     that happens to have the name is never taken over."""
-    mat = bpy.data.materials.get(name)
-    if reuse and mat is not None and (mat.get("ig_llm_color"), mat.get("ig_llm_material")) == (
-            color_name, material_name):
-        return mat
     domain = domain or load_domain()
-    inputs = PRINCIPLED.get(material_name)
+    kit_hash = domain.kit.sha256 if domain.kit is not None else None
+    mat = bpy.data.materials.get(name)
+    if reuse and mat is not None and (mat.get("ig_llm_color"), mat.get("ig_llm_material"),
+                                      mat.get("ig_llm_kit")) == (color_name, material_name, kit_hash):
+        return mat
+    builtin, source = material_source(material_name, domain.kit)
+    rgba = (*domain.rgb(color_name), 1.0)
+    if source is not None:            # a kit's own material: a tinted copy, as artists made it
+        mat = tinted_material(domain.kit, source, name, rgba)
+        mat.diffuse_color = rgba
+        mat["ig_llm_color"], mat["ig_llm_material"], mat["ig_llm_kit"] = color_name, material_name, kit_hash
+        return mat
+    inputs = PRINCIPLED.get(builtin)
     if inputs is None:
         raise KeyError(f"no shader for material {material_name!r}; known: {', '.join(PRINCIPLED)}")
-    rgba = (*domain.rgb(color_name), 1.0)
     mat = bpy.data.materials.new(name)
     mat.use_nodes = True
     mat.diffuse_color = rgba           # what Solid view shows
     mat.metallic, mat.roughness = inputs["Metallic"], inputs["Roughness"]
     mat["ig_llm_color"], mat["ig_llm_material"] = color_name, material_name
+    if kit_hash is not None:
+        mat["ig_llm_kit"] = kit_hash
     bsdf = next(n for n in mat.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
     bsdf.inputs["Base Color"].default_value = rgba
     for key, value in inputs.items():

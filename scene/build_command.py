@@ -22,7 +22,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--size", default="480x320", metavar="WxH", help="render size (default 480x320, CLEVR's)")
     parser.add_argument("--samples", type=int, default=64, help="Cycles samples for --render (default 64)")
     parser.add_argument("--domain", default="clevr",
-                        help="program language: clevr (default), 2d, so3 or so3:euler_int|aa|6d")
+                        help="program language: clevr (default), 2d, so3 or so3:euler_int|aa|6d, or an asset "
+                             "kit (toys, a kit folder: docs/kits.md)")
     parser.add_argument("--no-stage", action="store_true",
                         help="objects only: no camera, lamps or backdrop (cannot be combined with --render)")
 
@@ -114,6 +115,9 @@ def write_blend(scene, out: Path, *, render: Path | None = None, size=(480, 320)
         configure_task_render(bpy.context.scene, domain, size[0], size[1], samples)
     elif stage:
         setup_stage()
+        if domain is not None and domain.kit is not None:
+            from .stage import set_floor_colour
+            set_floor_colour(None, domain.kit.stage.floor)
         configure_render(size[0], size[1], samples)
     if render is not None:
         render_to(render, quiet=True)

@@ -1,7 +1,8 @@
 """Scene <-> Blender objects.
 
 `build_scene` turns a :class:`~.program.Scene` into one new collection of editable mesh
-objects with CLEVR-like node materials; `scene_from_collection` reads such a collection
+objects with CLEVR-like node materials (or, for an asset kit's domain, the kit's meshes and
+materials: scene/kits.py, scene/assets.py); `scene_from_collection` reads such a collection
 back. Each object keeps its canonical attributes as custom properties
 (``obj["ig_llm_shape"]`` …) and gets ``pass_index = i + 1`` so the dataset renderer can
 count each object's visible pixels in the object-index pass. Scenes of the 2D and SO(3)
@@ -107,9 +108,9 @@ def build_scene(scene: Scene, *, collection_name: str = DEFAULT_COLLECTION, doma
 
 def _clevr_object(so: SceneObject, i: int, domain: Domain, linked_meshes: bool):
     """The training renders' object: CLEVR's node material, the size as object scale."""
-    src = assets.shape_mesh(so.shape)
+    src = assets.shape_mesh(so.shape, domain)
     mat = assets.material(so.color, so.material, domain)
-    mesh = src if linked_meshes else src.copy()
+    mesh = src if linked_meshes else assets.own_copy(src)
     if not linked_meshes:
         mesh.name = f"{so.shape}_{i + 1:02d}"
     obj = bpy.data.objects.new(f"{so.shape}_{i + 1:02d}_{so.color}_{so.material}", mesh)
@@ -131,7 +132,7 @@ def _editable_object(so: SceneObject, i: int, prefix: str, domain: Domain, mater
     """A user's object: named by its role, the size in the mesh, a Principled material.
     `materials` caches this build's materials by (colour, material); None = shared ones."""
     name = f"{prefix} {so.shape} {i + 1}"
-    mesh = assets.shape_mesh(so.shape).copy()
+    mesh = assets.own_copy(assets.shape_mesh(so.shape, domain))   # a kit's own mesh: an appended copy
     mesh.name = name
     mesh.transform(Matrix.Scale(domain.scale(so.size), 4))   # scale applied: the object's is 1
     key = (so.color, so.material)
@@ -174,11 +175,10 @@ def clear_scene_objects(collection: bpy.types.Collection | str | None = None) ->
         colls = [c for c in (bpy.data.collections.get(collection),) if c is not None]
     else:
         colls = [collection]
-    cached = {assets.MESH_PREFIX + s for s in ("cube", "sphere", "cylinder")}
     for coll in colls:
         for obj in list(coll.objects):
             mesh = obj.data if obj.type == "MESH" else None
             bpy.data.objects.remove(obj, do_unlink=True)
-            if mesh is not None and mesh.users == 0 and mesh.name not in cached:
+            if mesh is not None and mesh.users == 0 and not mesh.get(assets.CACHED):
                 bpy.data.meshes.remove(mesh)
         bpy.data.collections.remove(coll)

@@ -64,7 +64,7 @@ ENV = "IG_LLM_KITS"             # more kit folders (os.pathsep-separated), searc
 
 # built-in primitive -> its default yaw symmetry in degrees (0: looks the same at any yaw)
 PRIMITIVES = {
-    "cube": 90, "sphere": 0, "cylinder": 0, "cone": 0, "torus": 0, "suzanne": 360, "icosphere": 72,
+    "cube": 90, "sphere": 0, "cylinder": 0, "cone": 0, "torus": 0, "suzanne": 360, "icosphere": 120,
     "rounded_cube": 90, "bevelled_cylinder": 0, "uv_sphere": 0,       # CLEVR's three
 }
 BLEND_SYMMETRY = 360            # a .blend shape: no symmetry assumed

@@ -234,7 +234,11 @@ def scene_to_clevr(scene: Scene, image_filename: str = "", image_index: int = 0,
 
 def scene_from_clevr(record: dict, domain: Domain | None = None) -> Scene:
     """CLEVR scene record -> Scene. Original CLEVR writes the yaw it passes to Blender, which
-    Blender applies as radians, so `rotation` is read as radians."""
+    Blender applies as radians, so `rotation` is read as radians. Without `domain`, a record
+    that names one (an asset kit's renders and predictions carry ``"domain"``) is read in
+    its words, any other in CLEVR's."""
+    if domain is None and isinstance(record.get("domain"), str):
+        domain = load_domain(record["domain"])
     objs = []
     for o in record.get("objects", []):
         if isinstance(o, dict) and _is_task_record(o):

@@ -288,8 +288,31 @@ def add_camera_and_lights(collection, name: str) -> bpy.types.Object:
     return cam
 
 
-def add_floor(collection, name: str) -> bpy.types.Object:
-    """CLEVR's backdrop (floor curving into a wall) as a new object in `collection`."""
+def add_floor(collection, name: str, floor="clevr") -> bpy.types.Object:
+    """CLEVR's backdrop (floor curving into a wall) as a new object in `collection`;
+    `floor` is a kit's stage floor: "clevr" (no material) or an (r, g, b) 0-255 colour."""
     obj = bpy.data.objects.new(name, sweep_mesh(name))
     collection.objects.link(obj)
+    set_floor_colour(obj, floor)
     return obj
+
+
+FLOOR_MATERIAL = "IG-LLM Floor"
+
+
+def set_floor_colour(obj=None, floor="clevr") -> None:
+    """Give the backdrop (default: the stage's) a kit's floor colour: a diffuse material
+    of that 0-255 RGB (fed straight in, as the object colours are); "clevr" leaves CLEVR's
+    material-less grey."""
+    obj = obj or bpy.data.objects.get(BACKDROP_NAME)
+    if obj is None or floor == "clevr" or floor is None:
+        return
+    rgba = (*(c / 255.0 for c in floor), 1.0)
+    mat = bpy.data.materials.new(FLOOR_MATERIAL)
+    mat.use_nodes = True
+    mat.diffuse_color = rgba
+    bsdf = next(n for n in mat.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+    bsdf.inputs["Base Color"].default_value = rgba
+    bsdf.inputs["Roughness"].default_value = 1.0
+    obj.data.materials.clear()
+    obj.data.materials.append(mat)

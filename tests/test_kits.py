@@ -181,3 +181,85 @@ def test_builtin_kits_all_parse():
     assert {"clevr", "toys"} <= set(names)
     for name in names:
         assert load_kit(name).name == name
+
+
+# ---------------------------------------------------------------------------------------
+# every part reads the kit
+# ---------------------------------------------------------------------------------------
+def test_clevr_kit_samples_and_speaks_exactly_as_clevr():
+    from ig_llm.model.tokenizer import domain_pieces
+    from ig_llm.scene.program import format_program
+    from ig_llm.training.data.sampler import sample_image
+    kit = kit_domain(load_kit("clevr"))
+    for i in range(30):
+        for cond in ("A", "B"):
+            a, b = sample_image(5, i, condition=cond), sample_image(5, i, condition=cond, domain=kit)
+            assert a.scene == b.scene and a.jitter == b.jitter
+            assert format_program(a.scene, domain=load_domain("clevr")) == format_program(b.scene, domain=kit)
+    assert domain_pieces("clevr") == domain_pieces(str(BUILTIN_KITS / "clevr"))
+
+
+def test_the_sampler_follows_the_kits_rules(tmp_path):
+    from ig_llm.training.data.sampler import default_min_pixels, sample_image
+    text = GOOD.replace("objects = [2, 4]", "objects = [2, 4]\nground = 1.5\nmin_pixels = 50") \
+        .replace('rotation = "yaw"', 'rotation = "none"')
+    d = kit_domain(parse_kit(write_kit(tmp_path / "mini", text)))
+    counts = set()
+    for i in range(40):
+        s = sample_image(1, i, condition="none", domain=d).scene
+        counts.add(len(s.objects))
+        assert all(abs(o.loc[0]) <= 1.5 and abs(o.loc[1]) <= 1.5 and o.rotation == 0.0 for o in s.objects)
+        assert {o.shape for o in s.objects} <= {"box", "ring"}
+    assert counts == {2, 3, 4}
+    assert not d.has_rotation("box")                          # rotation "none": no rotation= written
+    assert default_min_pixels(480, 320, d.kit.rules.min_pixels) == 50
+
+
+def test_tokenizer_grammar_and_config_take_the_kits_words(tmp_path, monkeypatch):
+    from ig_llm.model.config import IGLLMConfig
+    from ig_llm.model.grammar import ProgramGrammar
+    from ig_llm.model.tokenizer import ProgramTokenizer
+    from ig_llm.training.stages.model_config import record_kit
+    tok = ProgramTokenizer.build("toys")
+    vocab = tok.backend.get_vocab()
+    assert "'monkey'" in vocab and "'torus'" in vocab and "'plastic'" in vocab and "'cylinder'" in vocab
+    config = record_kit(IGLLMConfig(domain="toys"))
+    assert config.domain == "toys" and config.max_objects == 8
+    assert config.kit == {"name": "toys", "sha256": load_kit("toys").sha256,
+                          "vocabulary": load_kit("toys").vocabulary}
+    grammar = ProgramGrammar(config, tok)
+    assert grammar.words["shape"] == tuple(f"'{w}'" for w in load_domain("toys").values("shape"))
+    # a kit found only by its folder is recorded by its folder; the JSON domains record no kit
+    folder = write_kit(tmp_path / "mini", GOOD)
+    assert record_kit(IGLLMConfig(domain=str(folder))).domain == str(folder.resolve())
+    assert record_kit(IGLLMConfig(domain="clevr")).kit is None
+    assert IGLLMConfig.from_dict(config.to_dict()).kit == config.kit
+
+
+def test_metrics_use_the_kits_lists():
+    import math
+
+    from ig_llm.scene.program import Scene, SceneObject
+    from ig_llm.training.eval.metrics import scene_metrics
+    d = load_domain("toys")
+    true = Scene([SceneObject("sphere", "red", "metal", "large", (0, 0, 0.7), 0.0),
+                  SceneObject("monkey", "red", "metal", "large", (2, 0, 0.7), math.radians(170)),
+                  SceneObject("gem", "red", "metal", "large", (-2, 0, 0.7), math.radians(10))])
+    pred = Scene([SceneObject("cube", "red", "metal", "large", (0, 0, 0.7), 0.0),
+                  SceneObject("monkey", "red", "metal", "large", (2, 0, 0.7), math.radians(-170)),
+                  SceneObject("gem", "red", "metal", "large", (-2, 0, 0.7), math.radians(125))])
+    m = scene_metrics(true, pred, d)
+    assert m["shape_acc"] == pytest.approx(2 / 3)             # the sphere counts in a kit (not in CLEVR)
+    # monkey: 340 degrees apart = 20 on a 360 period; gem: 115 apart = 5 on its 120 period
+    assert m["yaw_err_deg"] == pytest.approx((20 + 5) / 2)
+    assert scene_metrics(true, pred)["shape_acc"] == 1.0      # CLEVR's rule leaves spheres out
+
+
+def test_records_of_a_kit_are_read_in_its_words(tmp_path):
+    from ig_llm.scene.program import ProgramError, scene_from_clevr
+    rec = {"objects": [{"shape": "ring", "color": "red", "material": "rubber", "size": "large",
+                        "3d_coords": [0, 0, 0.7], "rotation": 0.0}]}
+    with pytest.raises(ProgramError):
+        scene_from_clevr(rec)                                  # CLEVR has no ring
+    rec["domain"] = "toys"
+    assert scene_from_clevr(rec).objects[0].shape == "torus"   # a synonym of the toys' torus

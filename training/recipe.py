@@ -208,17 +208,39 @@ class _EvaluateTable:
     sets: list = ()
 
 
+def training_condition(path: Path, d: DatasetSpec) -> str:
+    """The one condition training datasets of `d`'s domain may have: CoGenT's A, the 2D /
+    SO(3) tasks' own, or an asset kit's (its "train": the held-out pairs kept out)."""
+    if d.domain in TRAINING_CONDITION:
+        return TRAINING_CONDITION[d.domain]
+    from ..scene.domain import load_domain
+    from ..scene.kits import KitError
+    try:
+        domain = load_domain(d.domain)
+    except KitError as err:
+        raise RecipeError(f"{path}: datasets.{d.name}.domain = {d.domain!r} is a kit that cannot be used "
+                          f"({str(err).rstrip('.')}).") from None
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: datasets.{d.name}.domain = {d.domain!r}; use one of "
+                          f"{', '.join(TRAINING_CONDITION)}, or an asset kit's name or folder.") from None
+    if domain.kit is None:
+        raise RecipeError(f"{path}: datasets.{d.name}.domain = {d.domain!r}; use one of "
+                          f"{', '.join(TRAINING_CONDITION)}, or an asset kit's name or folder.")
+    if d.condition not in domain.conditions:
+        raise RecipeError(f"{path}: datasets.{d.name}.condition = {d.condition!r} is not a condition of the kit "
+                          f"{domain.name}; use one of {', '.join(domain.conditions)}.")
+    return domain.default_condition
+
+
 def _check_dataset(path: Path, d: DatasetSpec) -> DatasetSpec:
     if d.role not in ROLES:
         raise RecipeError(f"{path}: datasets.{d.name}.role = {d.role!r}; use \"train\" or \"eval\".")
-    if d.domain not in TRAINING_CONDITION:
-        raise RecipeError(f"{path}: datasets.{d.name}.domain = {d.domain!r}; use one of "
-                          f"{', '.join(TRAINING_CONDITION)}.")
-    if d.role == "train" and d.condition != TRAINING_CONDITION[d.domain]:
+    training = training_condition(path, d)
+    if d.role == "train" and d.condition != training:
         raise RecipeError(f"{path}: datasets.{d.name} is a training dataset of condition {d.condition}; the "
-                          f"stages only ever read condition {TRAINING_CONDITION[d.domain]} (other conditions are "
+                          f"stages only ever read condition {training} (other conditions are "
                           "held out): set role = \"eval\" or condition = "
-                          f"\"{TRAINING_CONDITION[d.domain]}\".")
+                          f"\"{training}\".")
     if d.count < 1:
         raise RecipeError(f"{path}: datasets.{d.name}.count = {d.count}; it must be 1 or more.")
     if not d.name.replace("-", "").replace("_", "").isalnum():
@@ -272,7 +294,8 @@ class Runtime:
 
 
 def generate_argv(spec: DatasetSpec, out: Path, runtime: Runtime) -> list[str]:
-    split = spec.split or (spec.name if spec.role == "eval" else f"train{spec.condition}")
+    split = spec.split or (spec.name if spec.role == "eval" else
+                           "train" if spec.condition == "train" else f"train{spec.condition}")
     return ["generate", "--domain", spec.domain, "--condition", spec.condition, "--count", str(spec.count),
             "--seed", str(spec.seed), "--split", split, "--size", spec.size, "--samples", str(spec.samples),
             "--bounces", str(spec.bounces), "--workers", str(runtime.render_workers), "--out", str(out),
@@ -333,13 +356,23 @@ def stage2_argv(data, out: Path, tower: TowerSpec, program: ProgramSpec, vision_
     return argv
 
 
+def _model_tower(recipe: Recipe) -> TowerSpec:
+    """The recipe's tower spec, with ``domain=`` added for datasets of an asset kit (the
+    model's words come from the kit) unless model_overrides names the domain already."""
+    kits = {d.domain for d in recipe.train_sets if d.domain not in TRAINING_CONDITION}
+    if not kits or any(o.startswith("domain=") for o in recipe.tower.model_overrides):
+        return recipe.tower
+    return dataclasses.replace(recipe.tower, model_overrides=(*recipe.tower.model_overrides,
+                                                             f"domain={sorted(kits)[0]}"))
+
+
 def tower_argv(recipe: Recipe, places: RunPlaces, runtime: Runtime) -> list[str]:
-    return stage1_argv([places.dataset(d) for d in recipe.train_sets], places.tower, recipe.tower,
+    return stage1_argv([places.dataset(d) for d in recipe.train_sets], places.tower, _model_tower(recipe),
                        seed=recipe.seed, runtime=runtime)
 
 
 def program_argv(recipe: Recipe, places: RunPlaces, runtime: Runtime) -> list[str]:
-    return stage2_argv([places.dataset(d) for d in recipe.train_sets], places.program, recipe.tower,
+    return stage2_argv([places.dataset(d) for d in recipe.train_sets], places.program, _model_tower(recipe),
                        recipe.program, places.tower / TOWER_FILE, seed=recipe.seed + 1, runtime=runtime)
 
 

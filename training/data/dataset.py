@@ -39,7 +39,8 @@ from ...scene.program import DEFAULT_CAMERA, Scene, scene_from_clevr
 PACK_FORMAT = "ig_llm-pack-1"
 PACK_SUFFIX = ".npz"
 # what a packed record keeps of a CLEVR label (the rest is for analysis, not training)
-KEEP_SCENE_KEYS = ("image_filename", "image_index", "split", "condition", "camera_location", "width", "height")
+KEEP_SCENE_KEYS = ("image_filename", "image_index", "split", "condition", "camera_location", "width", "height",
+                   "domain")     # an asset kit's renders name their kit
 KEEP_OBJECT_KEYS = ("shape", "size", "material", "color", "3d_coords", "rotation", "pixel_coords",
                     "x", "y", "rotation_xyz", "rotation_matrix")   # the last four: 2D and SO(3) tasks
 

@@ -1,5 +1,10 @@
 """`ig_llm generate`: render a CLEVR / CoGenT dataset with Cycles, in parallel, resumably.
 
+``--kit NAME|PATH`` renders an asset kit's objects (scene/kits.py, docs/kits.md: the
+built-in ``clevr`` and ``toys``, or a folder with kit.toml and a .blend) by its scene
+rules; its ``--condition`` is ``train`` (default: the held-out pairs never appear) or
+``heldout``, or a named rule of the kit. The manifest records the kit's name and sha256,
+so ``--resume`` refuses a kit that changed.
 ``--domain 2d`` and ``--domain so3`` render the paper's 2D and SO(3) tasks instead
 (training/data/task_render.py, Workbench, 336x336 by default) into the same layout; their
 ``--condition`` picks the split's sampler (2d: checkerboard | heldout | uniform; so3:
@@ -48,7 +53,7 @@ DEFAULT_BOUNCES = 4
 DEFAULT_WORKERS = 2
 BLENDER_COMMAND_ID = "ig_llm"       # `blender --command ig_llm generate ...`
 MANIFEST_KEYS = ("condition", "count", "width", "height", "samples", "max_bounces", "seed", "split",
-                 "domain", "min_pixels")
+                 "domain", "min_pixels", "kit")
 LEGACY_DEFAULTS = {"max_bounces": 12}   # what runs used before the key was recorded
 STALE_TMP_S = 600                   # temp files older than this are left-overs of a killed run
 
@@ -84,7 +89,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue a run in a non-empty --out")
     parser.add_argument("--min-pixels", type=int, default=None,
                         help="visible pixels each object needs (default 200 at 480x320, scaled by area)")
-    parser.add_argument("--domain", default="clevr", help="scene domain (default clevr)")
+    parser.add_argument("--domain", default="clevr", help="scene domain (default clevr; 2d, so3, or a kit)")
+    parser.add_argument("--kit", default=None, metavar="NAME|PATH",
+                        help="asset kit to render: clevr, toys, a kit folder (kit.toml + .blend), or a kit's name "
+                             "in $IG_LLM_KITS or the data home's kits/ (docs/kits.md)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # internal
 
@@ -115,15 +123,35 @@ def parse_shard(text: str) -> tuple[int, int]:
 def default_split(condition: str, domain=None) -> str:
     if domain is not None and domain.kind != "clevr":
         return domain.task.get("splits", {}).get(condition, condition)
+    if condition in ("train", "heldout"):      # a kit's held-out pairs
+        return condition
     return "train" if condition == "none" else f"train{condition}"
 
 
 def _domain(name: str):
     from ...scene.domain import load_domain
+    from ...scene.kits import KitError
     try:
         return load_domain(name)
+    except KitError:
+        raise
     except FileNotFoundError as err:
         raise GenerateError(str(err)) from None
+
+
+def _kit_domain(ref: str):
+    """The domain of the kit `ref`, its .blend's names checked (bpy imported if it can be)."""
+    from ...scene.domain import kit_domain
+    from ...scene.kits import load_kit
+    return kit_domain(load_kit(ref, check_assets=True))
+
+
+def settings_domain(settings: dict):
+    """The domain a manifest's settings name (a kit's when the manifest records one)."""
+    if settings.get("kit"):
+        return _kit_domain(settings["domain"])
+    from ...scene.domain import load_domain
+    return load_domain(settings["domain"])
 
 
 def settings_from_args(args) -> dict:
@@ -134,7 +162,13 @@ def settings_from_args(args) -> dict:
         raise GenerateError(f"--samples {args.samples} is too small; pass --samples 1 or more.")
     if args.bounces < 0:
         raise GenerateError(f"--bounces {args.bounces} is negative; pass --bounces 0 or more.")
-    domain = _domain(getattr(args, "domain", "clevr") or "clevr")
+    kit_ref = getattr(args, "kit", None)
+    domain_ref = getattr(args, "domain", "clevr") or "clevr"
+    if kit_ref and domain_ref != "clevr":
+        raise GenerateError(f"--kit {kit_ref} and --domain {domain_ref} both name what to render; pass one of them.")
+    domain = _kit_domain(kit_ref) if kit_ref else _domain(domain_ref)
+    if domain.kit is not None and not kit_ref:
+        domain = _kit_domain(domain_ref)            # --domain KIT: the same as --kit KIT
     condition = args.condition or domain.default_condition
     try:
         domain.check_condition(condition)
@@ -150,10 +184,18 @@ def settings_from_args(args) -> dict:
     split = args.split or default_split(condition, domain)
     if not split.replace("-", "").replace("_", "").isalnum():
         raise GenerateError(f"--split {split!r} may only contain letters, digits, '-' and '_'.")
+    kit = domain.kit
+    rule = kit.rules.min_pixels if kit is not None else 200
     return {"condition": condition, "count": args.count, "width": w, "height": h,
             "samples": args.samples, "max_bounces": args.bounces, "seed": args.seed, "split": split,
-            "domain": args.domain,
-            "min_pixels": args.min_pixels if args.min_pixels is not None else default_min_pixels(w, h)}
+            "domain": domain.ref if kit is not None else domain_ref,
+            "min_pixels": args.min_pixels if args.min_pixels is not None else default_min_pixels(w, h, rule),
+            "kit": {"name": kit.name, "sha256": kit.sha256} if kit is not None else None}
+
+
+def _manifest(settings: dict) -> dict:
+    """The settings as manifest.json keeps them (no "kit" key for the JSON domains, as before kits)."""
+    return {k: v for k, v in settings.items() if not (k == "kit" and v is None)}
 
 
 def prepare_out(out: Path, settings: dict, resume: bool) -> None:
@@ -191,7 +233,7 @@ def prepare_out(out: Path, settings: dict, resume: bool) -> None:
             write_json(manifest_path, {**old, "count": settings["count"]})
     else:
         # the manifest first: a folder that has one is a dataset --resume accepts
-        write_json(manifest_path, {**settings, "generator": "ig_llm generate", "version": 1})
+        write_json(manifest_path, {**_manifest(settings), "generator": "ig_llm generate", "version": 1})
     try:
         for sub in ("images", "index", "labels", "logs"):
             (out / sub).mkdir(parents=True, exist_ok=True)
@@ -265,6 +307,8 @@ def write_scenes_json(out: Path, settings: dict) -> int:
             "height": settings["height"], "samples": settings["samples"],
             "max_bounces": settings["max_bounces"], "generator": "ig_llm generate",
             "rotation_units": "radians, as applied in Blender", "domain": settings["domain"]}
+    if settings.get("kit"):
+        info["kit"] = settings["kit"]
     write_json(out / "scenes.json", {"info": info, "scenes": scenes})
     return len(scenes)
 
@@ -277,9 +321,7 @@ def render_indices(out: Path, settings: dict, indices: list[int], threads: int |
     """Render `indices` in this process (imports bpy). `on_done(i)` after each sample."""
     if not indices:
         return
-    from ...scene.domain import load_domain
-
-    domain = load_domain(settings["domain"])
+    domain = settings_domain(settings)
     if domain.kind == "clevr":
         from .render import Renderer
     else:
@@ -311,7 +353,8 @@ def _worker_argv(args, settings: dict, shard: int, num_shards: int, threads: int
             "--condition", settings["condition"], "--count", str(settings["count"]),
             "--size", f"{settings['width']}x{settings['height']}", "--samples", str(settings["samples"]),
             "--bounces", str(settings["max_bounces"]),
-            "--seed", str(settings["seed"]), "--split", settings["split"], "--domain", settings["domain"],
+            "--seed", str(settings["seed"]), "--split", settings["split"],
+            *(("--kit", settings["domain"]) if settings.get("kit") else ("--domain", settings["domain"])),
             "--min-pixels", str(settings["min_pixels"]), "--shard", f"{shard}/{num_shards}",
             "--threads", str(threads), "--workers", "1"]
     binary = _blender_binary()

@@ -148,13 +148,16 @@ class Renderer:
         self.width, self.height, self.samples = width, height, samples
         self.domain = domain or load_domain()
         self.condition, self.seed, self.split = condition, seed, split
-        self.min_pixels = default_min_pixels(width, height) if min_pixels is None else min_pixels
+        rule = self.domain.kit.rules.min_pixels if self.domain.kit is not None else 200
+        self.min_pixels = default_min_pixels(width, height, rule) if min_pixels is None else min_pixels
         self.max_attempts, self.quiet = max_attempts, quiet
         # a scene of its own: nothing the user (or Blender's startup file) left in the
         # active scene shows up in the dataset
         self.scene = bpy.data.scenes.new("IG-LLM Dataset")
         self.tmpdir = tempfile.mkdtemp(prefix="ig_llm_render_")
         stage.setup_stage(None, scene=self.scene)
+        if self.domain.kit is not None:           # an asset kit's floor colour (CLEVR's grey by default)
+            stage.set_floor_colour(None, self.domain.kit.stage.floor)
         stage.configure_render(width, height, samples, denoise=denoise, threads=threads,
                                max_bounces=max_bounces, scene=self.scene)
         # adaptive=False reproduces the original generator (Blender 2.78 had no adaptive sampling)
@@ -225,6 +228,8 @@ class Renderer:
         rec["directions"] = {k: list(v) for k, v in directions.items()}
         rec["relationships"] = relationships(sample.scene.objects, directions)
         rec["program"] = format_program(sample.scene, "char", domain=self.domain, camera=camera)
+        if self.domain.kit is not None:     # scene_from_clevr reads the record in the kit's words
+            rec["domain"] = self.domain.ref
         rec.update({"jitter": sample.jitter.as_dict(), "camera_location": list(camera),
                     "condition": self.condition, "seed": self.seed, "attempt": sample.attempt,
                     "width": self.width, "height": self.height, "samples": self.samples})

@@ -78,12 +78,25 @@ def _index(records: list[dict], path, what: str) -> dict[str, dict]:
     return out
 
 
-def _scene(rec: dict, path, what: str) -> Scene:
+def _scene(rec: dict, path, what: str, domain=None) -> Scene:
     try:
-        return scene_from_clevr(rec)
+        return scene_from_clevr(rec, domain)
     except (ProgramError, TypeError, ValueError) as err:
         raise EvaluationError(f"Scene {rec.get('image_filename')} in the {what} file {path} "
                               f"is not a valid CLEVR scene ({err}).") from None
+
+
+def _truth_domain(records, path):
+    """The asset kit the truth was rendered from (its records name it), or None (CLEVR)."""
+    ref = next((r["domain"] for r in records if isinstance(r.get("domain"), str)), None)
+    if ref is None:
+        return None
+    from ...scene.domain import load_domain
+    try:
+        return load_domain(ref)
+    except FileNotFoundError as err:
+        raise EvaluationError(f"The truth file {path} was rendered from the kit {ref!r}, which is not here "
+                              f"({str(err).rstrip('.')}); put the kit back and evaluate again.") from None
 
 
 def evaluate_files(truth_path, pred_path, missing_as_empty: bool = False) -> dict:
@@ -100,9 +113,10 @@ def evaluate_files(truth_path, pred_path, missing_as_empty: bool = False) -> dic
                               f"{pred_path} (e.g. {missing[0]}); predict them all, or pass "
                               "--missing-as-empty to score them as empty scenes.")
     names = sorted(truth)
-    true_scenes = [_scene(truth[n], truth_path, "truth") for n in names]
-    pred_scenes = [_scene(preds[n], pred_path, "prediction") if n in preds else Scene([]) for n in names]
-    summary, per_scene = evaluate_scenes(true_scenes, pred_scenes)
+    domain = _truth_domain(truth.values(), truth_path)
+    true_scenes = [_scene(truth[n], truth_path, "truth", domain) for n in names]
+    pred_scenes = [_scene(preds[n], pred_path, "prediction", domain) if n in preds else Scene([]) for n in names]
+    summary, per_scene = evaluate_scenes(true_scenes, pred_scenes, domain)
     summary["missing_predictions"] = len(missing)
     return {"truth": str(truth_path), "pred": str(pred_path), "summary": summary,
             "per_scene": [{"image_filename": n, **m} for n, m in zip(names, per_scene)]}

@@ -27,6 +27,10 @@ The paper's 2D and SO(3) tasks (scene/task_program.py) use the same matching:
   arccos((tr(R_true R_pred^T) - 1) / 2) in degrees; ``shape_acc`` compares the shape
   words; ``l2`` is None (every object sits at the origin).
 
+An asset kit's scenes (scene/kits.py) are scored by the kit's lists instead: ``shape_acc``
+over every matched pair, ``yaw_err_deg`` over matched pairs of one shape that has a yaw,
+modulo that shape's symmetry (the kit's ``symmetry``, degrees).
+
 Aggregation: each metric is computed per scene, then averaged over scenes. A scene whose
 denominator for a metric is empty (no matched pairs for l2/size/colour/material; no
 matched non-sphere for shape; no cube-cube pair for yaw; no true objects for
@@ -89,8 +93,11 @@ def _mean(values: list[float]) -> float | None:
     return float(sum(values) / len(values)) if values else None
 
 
-def scene_metrics(true: Scene, pred: Scene) -> dict:
-    """All metrics of one scene. A metric with an empty denominator is ``None``."""
+def scene_metrics(true: Scene, pred: Scene, domain=None) -> dict:
+    """All metrics of one scene. A metric with an empty denominator is ``None``.
+    `domain` with an asset kit (scene/kits.py) scores by the kit's attribute lists: shape
+    accuracy over every matched pair, and the yaw error of every pair of one shape that
+    has a yaw, modulo that shape's symmetry; without one, CLEVR's rules above."""
     pairs = match_objects(true.objects, pred.objects)
     n_true, n_pred = len(true.objects), len(pred.objects)
     out: dict = {"n_true": n_true, "n_pred": n_pred, "n_matched": len(pairs),
@@ -103,9 +110,14 @@ def scene_metrics(true: Scene, pred: Scene) -> dict:
     out["l2"] = _mean([math.dist(t.loc, p.loc) for t, p in matched])
     for attr in ("size", "color", "material"):
         out[f"{attr}_acc"] = _mean([float(getattr(t, attr) == getattr(p, attr)) for t, p in matched])
-    out["shape_acc"] = _mean([float(t.shape == p.shape) for t, p in matched if t.shape != "sphere"])
-    out["yaw_err_deg"] = _mean([yaw_error_deg(t.rotation, p.rotation) for t, p in matched
-                                if t.shape == "cube" and p.shape == "cube"])
+    if getattr(domain, "kit", None) is not None:
+        out["shape_acc"] = _mean([float(t.shape == p.shape) for t, p in matched])
+        out["yaw_err_deg"] = _mean([yaw_error_deg(t.rotation, p.rotation, math.degrees(domain.rotation_symmetry(t.shape)))
+                                    for t, p in matched if t.shape == p.shape and domain.has_rotation(t.shape)])
+    else:
+        out["shape_acc"] = _mean([float(t.shape == p.shape) for t, p in matched if t.shape != "sphere"])
+        out["yaw_err_deg"] = _mean([yaw_error_deg(t.rotation, p.rotation) for t, p in matched
+                                    if t.shape == "cube" and p.shape == "cube"])
     all_right = sum(all(getattr(t, a) == getattr(p, a) for a in CATEGORICAL) for t, p in matched)
     out["all_attr_acc"] = all_right / n_true if n_true else None
     return out
@@ -144,9 +156,9 @@ def aggregate(per_scene: list[dict]) -> dict:
     return summary
 
 
-def evaluate_scenes(truth: Sequence[Scene], preds: Sequence[Scene]) -> tuple[dict, list[dict]]:
+def evaluate_scenes(truth: Sequence[Scene], preds: Sequence[Scene], domain=None) -> tuple[dict, list[dict]]:
     """(summary, per-scene metrics) for paired lists of true and predicted scenes."""
     if len(truth) != len(preds):
         raise ValueError(f"{len(truth)} true scenes but {len(preds)} predictions; pair them one to one.")
-    per_scene = [scene_metrics(t, p) for t, p in zip(truth, preds)]
+    per_scene = [scene_metrics(t, p, domain) for t, p in zip(truth, preds)]
     return aggregate(per_scene), per_scene

@@ -154,6 +154,8 @@ def predict_records(predictor, images: list[ImageItem], batch_size: int = 8, pro
             rec = scene_to_clevr(scene if scene is not None else Scene([]), image_filename=item.name,
                                  image_index=len(records))
             rec["program"] = text
+            if getattr(predictor, "config", None) is not None and predictor.config.kit:
+                rec["domain"] = pred.domain         # an asset kit's words (scene_from_clevr reads them)
             rec["confidence"], rec["in_domain"] = pred.confidence, pred.in_domain
             records.append(rec)
         bar.update(len(images[start:start + batch_size]))

@@ -20,9 +20,25 @@ def build_config(args):
     try:
         config = make_config(args.preset, **overrides)
         check_config(config)
-        return config
     except (KeyError, TypeError, ValueError) as err:
         raise TrainError(f"Cannot build the model config ({err}); check --preset and --set.") from None
+    return record_kit(config, overrides)
+
+
+def record_kit(config, overrides: dict | None = None):
+    """A model trained on an asset kit records it (name, vocabulary, sha256) and names it
+    the way load_domain finds it again: by name when the kit folders have it, else by its
+    folder; its object count limit follows the kit unless --set max_objects says otherwise.
+    A missing or malformed kit is one sentence (KitError)."""
+    from ...scene.domain import load_domain
+    domain = load_domain(config.domain)
+    if domain.kit is None:
+        return config
+    config.domain = domain.ref
+    config.kit = domain.kit.record()
+    if "max_objects" not in (overrides or {}):
+        config.max_objects = domain.max_objects
+    return config
 
 
 def parse_set(items) -> dict:
