@@ -41,7 +41,7 @@ The format (docs/kits.md has a worked example)::
 
 The parser is strict: an unknown key, a wrong type, a duplicate word, an empty table, a
 missing .blend asset, a held-out rule that leaves a shape no colour, or an object count the
-ground cannot hold (a packing bound) is refused with one sentence naming the file and the
+ground cannot hold (a random-packing bound) is refused with one sentence naming the file and the
 line. Pure Python (tomllib); the .blend's names are checked with bpy when it is loaded or
 asked for (``check_assets=True``).
 """
@@ -71,7 +71,7 @@ BLEND_SYMMETRY = 360            # a .blend shape: no symmetry assumed
 BUILTIN_MATERIALS = ("rubber", "metal", "plastic")
 ROTATIONS = ("none", "yaw", "free")
 STAGE_PRESETS = ("clevr",)
-HEX_DENSITY = math.pi / (2 * math.sqrt(3))     # the densest packing of equal discs in the plane
+RANDOM_DENSITY = 0.547          # discs placed one by one at random stop fitting at this cover (RSA jamming)
 WORD = re.compile(r"^[a-z][a-z0-9_]*$")
 MAX_ABS_ROTATION = 6.2832
 TABLE_OF = {"shape": "shapes", "color": "colors", "material": "materials", "size": "sizes"}   # domain.ATTRIBUTES
@@ -485,7 +485,7 @@ def parse_kit(path: str | os.PathLike, *, check_assets: bool = False) -> Kit:
     if rules.max_objects > fit:
         r.fail(("scene", "objects"), f"objects = {count} is impossible: at most {fit} objects of the smallest "
                f"size ({smallest:g}) fit on a ground of ±{rules.ground:g} with {rules.min_distance:g} between "
-               "them", "lower the count, shrink the sizes or min_distance, or widen the ground")
+               "them when placed at random", "lower the count, shrink the sizes or min_distance, or widen the ground")
 
     # -- stage --------------------------------------------------------------------------
     st = data.get("stage", {})
@@ -589,10 +589,12 @@ def parse_kit(path: str | os.PathLike, *, check_assets: bool = False) -> Kit:
 
 
 def packing_bound(ground: float, radius: float, gap: float) -> int:
-    """At most how many discs of `radius` (plus half the gap each) have centres in
-    [-ground, ground]^2: the hexagonal packing density times the area they can cover."""
+    """At most how many discs of `radius` (plus half the gap each) the sampler can place
+    with centres in [-ground, ground]^2: it drops them one by one at random positions, and
+    such a placement jams when the discs cover about RANDOM_DENSITY of the area they can
+    reach (random sequential adsorption; the densest packing would be 0.907)."""
     r = radius + gap / 2
-    return int(HEX_DENSITY * (2 * ground + 2 * r) ** 2 / (math.pi * r * r))
+    return max(1, int(RANDOM_DENSITY * (2 * ground + 2 * r) ** 2 / (math.pi * r * r)))
 
 
 def _blend_path(r: _Reader, head: dict, folder: Path) -> Path | None:

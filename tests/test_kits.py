@@ -121,7 +121,7 @@ def test_malformed_kits_are_refused_in_one_sentence_naming_the_line(tmp_path, ed
 
 def test_packing_bound_is_a_real_bound():
     # CLEVR: 10 objects of 0.35 on ±3 with 0.25 between them is far inside the bound
-    assert packing_bound(3.0, 0.35, 0.25) > 10
+    assert packing_bound(3.0, 0.35, 0.25) > 30
     # one disc always fits; a ground of ±1 cannot hold 40 discs of radius 0.35
     assert packing_bound(0.0, 0.35, 0.25) >= 1 and packing_bound(1.0, 0.35, 0.25) < 40
 
@@ -263,3 +263,31 @@ def test_records_of_a_kit_are_read_in_its_words(tmp_path):
         scene_from_clevr(rec)                                  # CLEVR has no ring
     rec["domain"] = "toys"
     assert scene_from_clevr(rec).objects[0].shape == "torus"   # a synonym of the toys' torus
+
+
+@pytest.mark.parametrize("edit", [
+    lambda t: t.replace('rotation = "yaw"', 'rotation = "yaw"\ncolour = "red"'),
+    lambda t: t.replace('ring = "torus"', 'ring = "torus"\nring = "sphere"'),
+    lambda t: t.replace('blue = { rgb = [40, 80, 210] }', 'blue = { rgb = [40, 80, 210], synonyms = ["red"] }'),
+    lambda t: re.sub(r"\[shapes\]\n.*?\n.*?\n", "[shapes]\n", t),
+    lambda t: t.replace("objects = [2, 4]", "objects = [2, 4]\nground = 0.4"),
+], ids=["unknown-key", "duplicate-word", "duplicate-synonym", "empty-shapes", "impossible-count"])
+def test_generate_refuses_a_malformed_kit_with_nothing_written(tmp_path, capsys, edit):
+    from ig_llm.cli import main as cli_main
+    folder = write_kit(tmp_path / "mini", edit(GOOD))
+    out = tmp_path / "out"
+    assert cli_main(["generate", "--kit", str(folder), "--count", "2", "--out", str(out), "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(folder / "kit.toml") + ", line " in err, err
+    assert not out.exists()
+    before = sorted(p.name for p in folder.iterdir())
+    assert before == ["kit.toml"]                              # the kit folder is left as it was
+
+
+def test_stage1_refuses_a_kit_its_heads_cannot_hold(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from ig_llm.cli import main as cli_main
+    out = tmp_path / "run"
+    assert cli_main(["train", "--data", str(tmp_path), "--out", str(out), "--stage", "1", "--set", "domain=toys"]) == 2
+    err = capsys.readouterr().err
+    assert "7 shapes (the head has 3)" in err and "--stage 2" in err and not out.exists()

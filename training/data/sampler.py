@@ -25,6 +25,7 @@ import math
 import random
 from dataclasses import dataclass
 
+from ...errors import UserError
 from ...scene.camera import CAMERA_LOCATION, StageJitter, ground_directions
 from ...scene.domain import Domain, load_domain
 from ...scene.program import Scene, SceneObject
@@ -36,8 +37,9 @@ MAX_RETRIES = 50        # per object, then the scene restarts
 MARGIN_DIRECTIONS = ("left", "right", "front", "behind")
 
 
-class SamplingError(RuntimeError):
-    """The rules could not be satisfied (only with absurd settings, e.g. 40 objects)."""
+class SamplingError(UserError, RuntimeError):
+    """The rules could not be satisfied (only with absurd settings, e.g. 40 objects, or a
+    kit whose ground is small for its count); one sentence."""
 
 
 def scene_rules(domain: Domain | None):
