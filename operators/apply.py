@@ -266,8 +266,8 @@ def _add_rig(bpy_scene, col, dom, background_image, make_active: bool, floor: bo
     col.children.link(rig)
     if dom.kind == "clevr":
         camera = add_camera_and_lights(rig, col.name)
-        if floor:
-            add_floor(rig, f"{col.name} Floor")
+        if floor:       # CLEVR's grey backdrop, or an asset kit's floor colour
+            add_floor(rig, f"{col.name} Floor", dom.kit.stage.floor if dom.kit is not None else "clevr")
     else:       # the task's fixed render camera; it is lit by Workbench, so no lamps
         from ..scene.task_builder import add_task_camera
         camera = add_task_camera(rig, dom, f"{col.name} Camera")

@@ -291,3 +291,35 @@ def test_stage1_refuses_a_kit_its_heads_cannot_hold(tmp_path, capsys):
     assert cli_main(["train", "--data", str(tmp_path), "--out", str(out), "--stage", "1", "--set", "domain=toys"]) == 2
     err = capsys.readouterr().err
     assert "7 shapes (the head has 3)" in err and "--stage 2" in err and not out.exists()
+
+
+def test_recipes_take_kit_datasets(tmp_path):
+    from ig_llm.training.recipe import RecipeError, Runtime, RunPlaces, load_recipe, plan
+    text = textwrap.dedent("""\
+        [recipe]
+        name = "toys-mini"
+        [datasets.toys_train]
+        role = "train"
+        domain = "toys"
+        condition = "train"
+        seed = 1
+        count = 4
+        [datasets.toys_heldout]
+        role = "eval"
+        domain = "toys"
+        condition = "heldout"
+        seed = 2
+        count = 2
+        [evaluate]
+        sets = ["toys_heldout"]
+        """)
+    path = tmp_path / "r.toml"
+    path.write_text(text)
+    steps = plan(load_recipe(path), RunPlaces(tmp_path, "toys-mini"), Runtime())
+    render = steps[0].argv
+    assert render[render.index("--domain") + 1] == "toys" and render[render.index("--split") + 1] == "train"
+    for step in steps[2:4]:                                    # both stages learn the kit's words
+        assert "domain=toys" in step.argv
+    path.write_text(text.replace('condition = "train"', 'condition = "heldout"', 1))
+    with pytest.raises(RecipeError, match="only ever read condition train"):
+        load_recipe(path)

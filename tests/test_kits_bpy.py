@@ -248,6 +248,26 @@ def test_a_users_kit_end_to_end(tmp_path, capsys):
         bsdf = mat.node_tree.nodes["Principled BSDF"]
         assert bsdf.inputs["Roughness"].default_value == pytest.approx(0.05)          # the kit's Glaze
         assert tuple(bsdf.inputs["Base Color"].default_value)[:3] == pytest.approx((235 / 255, 225 / 255, 190 / 255))
+    # the import's own path (operators/apply.py): the same meshes, the floor of Match the Picture
+    from ig_llm.operators.apply import apply_result
+    col = apply_result(bpy.context.scene, pred.scene, pred.program, name="Imported", source=str(image),
+                       domain=pred.domain, picture_size=(96, 64))
+    built = sorted((o for o in col.objects if "ig_llm_shape" in o), key=lambda o: o.pass_index)
+    assert [_mesh_signature(o.data) for o in built] == [expected[so.shape] for so in pred.scene.objects]
+
+    # predict + evaluate on the command line: the records name the kit, the metrics use its words
+    pred_file, metrics = tmp_path / "pred.json", tmp_path / "metrics.json"
+    assert cli_main(["predict", str(data / "images"), "--model", str(model), "--out", str(pred_file), "--quiet"]) == 0
+    assert {r["domain"] for r in json.loads(pred_file.read_text())["scenes"]} == {pred.domain}
+    assert cli_main(["evaluate", "--truth", str(data / "scenes.json"), "--pred", str(pred_file),
+                     "--out", str(metrics)]) == 0
+    summary = json.loads(metrics.read_text())["summary"]
+    assert summary["scenes"] == 20 and summary["count_acc"] is not None
+    # and `build` takes the kit's folder as its domain
+    program = tmp_path / "program.txt"
+    program.write_text("add(shape='teapot', color='cream', material='glaze', size='large', loc=(0, 0, 0.7), "
+                       "rotation=0.5)\n")
+    assert cli_main(["build", str(program), "--domain", str(kit_dir), "--out", str(tmp_path / "pottery.blend")]) == 0
     capsys.readouterr()
 
     # the model needs its kit: gone, or with other words, the load is refused in one sentence
