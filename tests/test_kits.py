@@ -3,7 +3,6 @@ the line), the built-in kits (`clevr` is CLEVR's domain field for field; `toys` 
 Blender's primitives), and how a kit reaches the sampler, tokenizer, grammar, metrics and
 the model config. Pure Python: no bpy, no torch (tests/test_kits_bpy.py renders and builds)."""
 import dataclasses
-import random
 import re
 import textwrap
 
@@ -282,15 +281,6 @@ def test_generate_refuses_a_malformed_kit_with_nothing_written(tmp_path, capsys,
     assert not out.exists()
     before = sorted(p.name for p in folder.iterdir())
     assert before == ["kit.toml"]                              # the kit folder is left as it was
-
-
-def test_stage1_refuses_a_kit_its_heads_cannot_hold(tmp_path, capsys):
-    pytest.importorskip("torch")
-    from ig_llm.cli import main as cli_main
-    out = tmp_path / "run"
-    assert cli_main(["train", "--data", str(tmp_path), "--out", str(out), "--stage", "1", "--set", "domain=toys"]) == 2
-    err = capsys.readouterr().err
-    assert "7 shapes (the head has 3)" in err and "--stage 2" in err and not out.exists()
 
 
 def test_recipes_take_kit_datasets(tmp_path):

@@ -67,6 +67,17 @@ def test_generate_toys_renders_per_pixel_truth_in_the_kits_words(tmp_path, capsy
             assert o.color in domain.allowed_colors(o.shape, "heldout")
     capsys.readouterr()
 
+    # stage 1's dense heads follow the kit: a class per shape, material and size word
+    pytest.importorskip("torch")
+    from safetensors.numpy import load_file
+    run = tmp_path / "run"
+    assert cli_main(["train", "--data", str(out), "--out", str(run), "--stage", "1", "--stage1-steps", "2",
+                     "--stage1-batch-size", "2", "--threads", "1", "--quiet", "--workers", "0",
+                     "--set", "domain=\"toys\"", *TINY_MODEL]) == 0
+    heads = load_file(str(run / "stage1" / "heads.safetensors"))
+    weight = next(v for k, v in heads.items() if k.endswith("weight"))
+    assert weight.shape[0] == 1 + 7 + 3 + 2 + 3 + 2 + 2      # heat, 7 shapes, 3 materials, 2 sizes, ...
+
 
 def test_the_builder_places_the_toys_primitives_editable():
     from ig_llm.scene.builder import build_scene

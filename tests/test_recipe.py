@@ -119,7 +119,8 @@ def test_no_condition_b_render_is_reachable_from_a_training_stage(path, tmp_path
     recipe = rc.load_recipe(path)
     places = rc.RunPlaces(tmp_path, recipe.name)
     runtime = rc.Runtime()
-    assert all(d.condition == "A" for d in recipe.train_sets)
+    assert all(d.condition == rc.training_condition(path, d) for d in recipe.train_sets)
+    assert not any(d.condition in ("B", "heldout") for d in recipe.train_sets)
     for argv in (rc.tower_argv(recipe, places, runtime), rc.program_argv(recipe, places, runtime)):
         data = argv[argv.index("--data") + 1:argv.index("--out")]
         assert data == [str(places.dataset(d)) for d in recipe.train_sets]

@@ -22,28 +22,7 @@ def build_config(args):
         check_config(config)
     except (KeyError, TypeError, ValueError) as err:
         raise TrainError(f"Cannot build the model config ({err}); check --preset and --set.") from None
-    config = record_kit(config, overrides)
-    if getattr(args, "stage", "2") in ("1", "both"):
-        check_tower_heads(config)
-    return config
-
-
-def check_tower_heads(config) -> None:
-    """Stage 1's dense heads (training/stages/tower.py HEADS) have one class per CLEVR
-    word: a kit with more shapes, materials or sizes is refused before anything runs,
-    instead of failing inside the loss."""
-    from ...scene.domain import load_domain
-    domain = load_domain(config.domain)
-    if domain.kit is None:
-        return
-    from .tower import HEADS
-    sizes = dict(HEADS)
-    over = [f"{len(domain.values(a))} {a}s (the head has {sizes[a]})" for a in ("shape", "material", "size")
-            if len(domain.values(a)) > sizes[a]]
-    if over:
-        raise TrainError(f"Stage 1's dense heads are sized for CLEVR's words, and the kit {domain.name} has "
-                         f"{', '.join(over)}; train the program on a random frozen tower with --stage 2 (or a kit "
-                         "with at most 3 shapes, 2 materials and 2 sizes) until the heads follow the kit.")
+    return record_kit(config, overrides)
 
 
 def record_kit(config, overrides: dict | None = None):

@@ -9,7 +9,8 @@ pass (``DIR/index/*.npz``) and its label. On the tower's stride-8 grid (16x24 ce
   cell holding it): where the objects are, and how many;
 * for cells an object covers (``owner``, from the index map): its shape, material and size
   (classes), its colour as a point in YIQ colour space, its ground position (x, y) and,
-  for cubes, its yaw as (cos 4θ, sin 4θ) (a cube looks the same every quarter turn).
+  for shapes with a yaw, (cos kθ, sin kθ) with k = 2π / the yaw period (a cube: k = 4, it
+  looks the same every quarter turn).
 
 The heads are one 1x1 convolution: whatever they read is linearly in the features the
 LM gets. They are a pre-training device only; stage 2 drops them.
@@ -58,16 +59,30 @@ PEAK_THRESHOLD = 0.3       # probe decoding: a heat peak above this is an object
 RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 YIQ_TO_RGB = np.linalg.inv(RGB_TO_YIQ)
 HEADS = (("heat", 1), ("shape", 3), ("material", 2), ("size", 2), ("colour", 3), ("ground", 2), ("yaw", 2))
+# (CLEVR's; a kit's shape, material and size heads have one class per word of the kit: heads_for)
 POSE_HEADS = (("rotation", 6),)     # so3: the 6D of the rotation matrix, from the pooled grid
-# per-object target row: shape, material, size ids, Y I Q, ground x y, cos 4θ, sin 4θ, is-cube
+# per-object target row: shape, material, size ids, Y I Q, ground x y, cos kθ, sin kθ, has-yaw
+# (k = 2π / the shape's yaw period: a cube looks the same every quarter turn, k = 4)
 # (a pose: fields 0-5 hold the matrix's first two rows instead)
 OBJ_FIELDS = 11
 HEADS_FILE = "heads.safetensors"    # the dense heads, kept for probing (learning_curve.py, baseline.py)
 
 
 def heads_for(domain) -> tuple:
-    """The dense heads a domain trains: the object heads, or the pooled pose head."""
-    return POSE_HEADS if domain.kind == "pose" else HEADS
+    """The dense heads a domain trains: the object heads (a class per shape, material and size
+    word of the domain or kit), or the pooled pose head."""
+    if domain.kind == "pose":
+        return POSE_HEADS
+    if domain.kind != "clevr":
+        return HEADS
+    classes = {a: len(domain.values(a)) for a in ("shape", "material", "size")}
+    return tuple((name, classes.get(name, width)) for name, width in HEADS)
+
+
+def yaw_turns(domain, shape: str) -> float:
+    """k of the yaw target (cos kθ, sin kθ): 2π / the shape's yaw period; 0 = no yaw."""
+    period = domain.rotation_symmetry(shape)
+    return 2 * math.pi / period if period > 0 else 0.0
 
 
 def hue_matrix(angle: float) -> np.ndarray:
@@ -135,11 +150,12 @@ def object_rows(scene, domain, yiq: dict, max_objects: int) -> np.ndarray:
         if domain.kind == "dot2d":      # the dot: only its canvas position, as ground in [-1, 1]
             rows[k, 6:8] = [2.0 * o.x - 1.0, 2.0 * o.y - 1.0]
             continue
-        theta = 4.0 * float(o.rotation or 0.0)
+        turns = yaw_turns(domain, o.shape)
+        theta = (turns or 4.0) * float(o.rotation or 0.0)
         rows[k] = [domain.values("shape").index(o.shape), domain.values("material").index(o.material),
                    domain.values("size").index(o.size), *yiq[o.color],
                    o.loc[0] / GROUND_SCALE, o.loc[1] / GROUND_SCALE, math.cos(theta), math.sin(theta),
-                   float(o.shape == "cube")]
+                   float(turns > 0)]
     return rows
 
 
@@ -300,9 +316,9 @@ def dense_loss(out: dict, batch: dict) -> tuple:
         parts["size"] = F.cross_entropy(at("size"), t[:, 2].long())
         parts["colour"] = F.mse_loss(at("colour"), t[:, 3:6])
         parts["ground"] = 10.0 * F.mse_loss(at("ground"), t[:, 6:8])
-        cube = t[:, 10] > 0
-        if cube.any():
-            parts["yaw"] = F.mse_loss(at("yaw")[cube], t[cube][:, 8:10])
+        has_yaw = t[:, 10] > 0
+        if has_yaw.any():
+            parts["yaw"] = F.mse_loss(at("yaw")[has_yaw], t[has_yaw][:, 8:10])
     return sum(parts.values()), {k: float(v.detach()) for k, v in parts.items()}
 
 
@@ -334,7 +350,8 @@ def probe_scenes(out: dict, domain, yiq: dict) -> list:
             size = names["size"][int(out["size"][b, :, i, j].argmax())]
             colour = colours[int(((table - out["colour"][b, :, i, j]) ** 2).sum(1).argmin())]
             gx, gy = (out["ground"][b, :, i, j] * GROUND_SCALE).tolist()
-            yaw = math.atan2(*out["yaw"][b, :, i, j].tolist()[::-1]) / 4.0 if shape == "cube" else 0.0
+            turns = yaw_turns(domain, shape)
+            yaw = math.atan2(*out["yaw"][b, :, i, j].tolist()[::-1]) / turns if turns else 0.0
             objs.append(SceneObject(shape=shape, color=colour,
                                     material=names["material"][int(out["material"][b, :, i, j].argmax())],
                                     size=size, loc=(gx, gy, domain.scale(size)), rotation=yaw))
