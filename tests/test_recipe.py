@@ -134,3 +134,24 @@ def test_dry_run_prints_every_command_and_changes_nothing(tmp_path):
                           "--dry-run"], capture_output=True, text=True, check=True).stdout
     assert out.count("todo") == 5 + 2 + 2 * 4 and "--stage 1" in out and "--whiten-features" in out
     assert not (tmp_path / "h").exists()
+
+
+def _file(folder, name, data: bytes):
+    (folder / name).write_bytes(data)
+    return folder / name
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda d: d / "missing.toml", "does not exist"),
+    (lambda d: d, "is not a file"),
+    (lambda d: _file(d, "empty.toml", b""), "[recipe] lacks name"),
+    (lambda d: _file(d, "bin.toml", b"\xff\xfe\x00"), "is not UTF-8 text"),
+    (lambda d: _file(d, "huge.toml", b"#" * (rc.MAX_RECIPE_BYTES + 1)), "too large"),
+], ids=["missing", "folder", "empty", "corrupt", "oversized"])
+def test_a_missing_empty_corrupt_or_huge_recipe_file_is_one_sentence(tmp_path, make, says):
+    path = make(tmp_path)
+    home = tmp_path / "home"
+    proc = subprocess.run([sys.executable, "-m", "ig_llm", "train-recipe", str(path), "--home", str(home)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and says in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert not home.exists()

@@ -45,6 +45,7 @@ RECIPES = PACKAGE_ROOT / "recipes"
 DEFAULT_RECIPE = RECIPES / "clevr.toml"
 DEFAULT_MODEL_DIR = PACKAGE_ROOT / "model" / "default"
 TOWER_FILE = Path("stage1") / "vision.safetensors"      # what `train --stage 1` leaves in its run folder
+MAX_RECIPE_BYTES = 1 << 20                                 # a recipe is a page of TOML
 DEFAULT_STRIDE = 8                                        # the config's tower_stride default
 TRAINING_CONDITION = {"clevr": "A", "2d": "checkerboard", "so3": "id"}   # the only one a stage may read
 
@@ -145,12 +146,21 @@ def _check_table(path: Path, where: str, table, cls, skip=()) -> dict:
 def load_recipe(path: str | Path) -> Recipe:
     """Read and check a recipe file; raises RecipeError (one sentence) before any work."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise RecipeError(f"Recipe file {path} does not exist; give a .toml recipe such as {DEFAULT_RECIPE}.")
+    if not path.is_file():
+        raise RecipeError(f"{path} is not a file; give a .toml recipe such as {DEFAULT_RECIPE}.")
+    if path.stat().st_size > MAX_RECIPE_BYTES:
+        raise RecipeError(f"Recipe file {path} is {path.stat().st_size:,} bytes, too large for a recipe (at most "
+                          f"{MAX_RECIPE_BYTES:,}); give the .toml recipe itself.")
     raw = path.read_bytes()
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RecipeError(f"Recipe file {path} is not UTF-8 text; save it as plain text.") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
         raise RecipeError(f"{path} is not valid TOML ({err}); fix that line.") from None
     top = {"recipe", "datasets", "tower", "program", "evaluate"}
     for key in data:
