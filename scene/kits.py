@@ -53,7 +53,7 @@ import os
 import re
 import sys
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
@@ -380,21 +380,8 @@ def parse_kit(path: str | os.PathLike, *, check_assets: bool = False) -> Kit:
     for word, spec in _table(r, data, "shapes").items():
         keys = ("shapes", word)
         claim(word, keys)
-        if isinstance(spec, str):
-            spec = {"primitive": spec}
-        elif not isinstance(spec, dict):
-            r.fail(keys, f"shape {word} must be a primitive name or a table",
-                   f'write {word} = "cube" or {word} = {{ object = "MyObject" }}')
-        _known(r, keys, spec, SHAPE_KEYS)
-        sources = [k for k in ("primitive", "object", "collection") if k in spec]
-        if len(sources) != 1:
-            r.fail(keys, f"shape {word} names {len(sources)} sources ({', '.join(sources) or 'none'})",
-                   "give exactly one of primitive, object or collection")
-        src = sources[0]
-        value = _get(r, keys + (src,), spec, str)
-        if src == "primitive" and value not in PRIMITIVES:
-            r.fail(keys + (src,), f"{value!r} is not a built-in primitive",
-                   f"use one of {', '.join(PRIMITIVES)}, or object = \"...\" for one of the kit's .blend")
+        spec, src, value = _asset_source(r, keys, spec, "shape", ("primitive", "object", "collection"),
+                                         PRIMITIVES, SHAPE_KEYS, example=("cube", "object", "MyObject"), noun="primitive")
         default_sym = PRIMITIVES[value] if src == "primitive" else BLEND_SYMMETRY
         sym = _get(r, keys + ("symmetry",), spec, (int, float), default_sym)
         if sym < 0 or sym > 360:
@@ -427,20 +414,9 @@ def parse_kit(path: str | os.PathLike, *, check_assets: bool = False) -> Kit:
     for word, spec in _table(r, data, "materials").items():
         keys = ("materials", word)
         claim(word, keys)
-        if isinstance(spec, str):
-            spec = {"builtin": spec}
-        elif not isinstance(spec, dict):
-            r.fail(keys, f"material {word} must be a built-in name or a table",
-                   f'write {word} = "rubber" or {word} = {{ material = "MyMaterial" }}')
-        _known(r, keys, spec, MATERIAL_KEYS)
-        sources = [k for k in ("builtin", "material") if k in spec]
-        if len(sources) != 1:
-            r.fail(keys, f"material {word} names {len(sources)} sources", "give exactly one of builtin or material")
-        src = sources[0]
-        value = _get(r, keys + (src,), spec, str)
-        if src == "builtin" and value not in BUILTIN_MATERIALS:
-            r.fail(keys + (src,), f"{value!r} is not a built-in material",
-                   f"use one of {', '.join(BUILTIN_MATERIALS)}, or material = \"...\" for one of the kit's .blend")
+        spec, src, value = _asset_source(r, keys, spec, "material", ("builtin", "material"), BUILTIN_MATERIALS,
+                                         MATERIAL_KEYS, example=("rubber", "material", "MyMaterial"),
+                                         noun="material")
         materials[word] = MaterialAsset(word, **{src: value})
         material_table[word] = {"synonyms": _synonyms(r, keys, spec, claim)}
 
@@ -631,6 +607,30 @@ def _table(r: _Reader, data: dict, key: str) -> dict:
         r.fail((key,), f"the kit has no {key}" if table is None else f"[{key}] is empty",
                f"list at least one under [{key}]")
     return table
+
+
+def _asset_source(r: "_Reader", keys: tuple, spec, kind: str, sources: tuple, builtins, allowed: tuple,
+                  example: tuple, noun: str) -> tuple[dict, str, str]:
+    """One shape or material entry: a built-in's name, or a table naming exactly one source
+    (the built-in, or an asset of the kit's .blend). Returns (table, source key, value)."""
+    word = keys[-1]
+    builtin_key, blend_key, blend_example = sources[0], example[1], example[2]
+    if isinstance(spec, str):
+        spec = {builtin_key: spec}
+    elif not isinstance(spec, dict):
+        r.fail(keys, f"{kind} {word} must be a built-in name or a table",
+               f'write {word} = "{example[0]}" or {word} = {{ {blend_key} = "{blend_example}" }}')
+    _known(r, keys, spec, allowed)
+    named = [k for k in sources if k in spec]
+    if len(named) != 1:
+        r.fail(keys, f"{kind} {word} names {len(named)} sources ({', '.join(named) or 'none'})",
+               f"give exactly one of {', '.join(sources)}")
+    src = named[0]
+    value = _get(r, keys + (src,), spec, str)
+    if src == builtin_key and value not in builtins:
+        r.fail(keys + (src,), f"{value!r} is not a built-in {noun}",
+               f"use one of {', '.join(builtins)}, or {blend_key} = \"...\" for one of the kit's .blend")
+    return spec, src, value
 
 
 def _known(r: _Reader, keys: tuple, table: dict, allowed: tuple) -> None:
