@@ -136,9 +136,6 @@ def _check_table(path: Path, where: str, table, cls, skip=()) -> dict:
     missing = [k for k, f in fields.items() if f.default is dataclasses.MISSING and k not in table]
     if missing:
         raise RecipeError(f"{path}: [{where}] lacks {', '.join(missing)}; add {missing[0]} = ... there.")
-    if fields.get("model_overrides") and not all(isinstance(v, str) and "=" in v
-                                                 for v in table.get("model_overrides", [])):
-        raise RecipeError(f"{path}: {where}.model_overrides must be a list of \"KEY=VALUE\" strings.")
     return {k: float(v) if fields[k].type == "float" else tuple(v) if fields[k].type == "list" else v
             for k, v in table.items()}
 
@@ -175,6 +172,8 @@ def load_recipe(path: str | Path) -> Recipe:
     if not any(d.role == "train" for d in datasets):
         raise RecipeError(f"{path}: no dataset has role = \"train\"; add one under [datasets.<name>].")
     tower = TowerSpec(**_check_table(path, "tower", data.get("tower", {}), TowerSpec))
+    if not all(isinstance(v, str) and "=" in v for v in tower.model_overrides):
+        raise RecipeError(f"{path}: tower.model_overrides must be a list of \"KEY=VALUE\" strings.")
     program = ProgramSpec(**_check_table(path, "program", data.get("program", {}), ProgramSpec))
     if program.schedule not in SCHEDULES:
         raise RecipeError(f"{path}: program.schedule = {program.schedule!r}; the one schedule is "
